@@ -1,0 +1,217 @@
+"""The View eCommerce page under /companies/<company_id>/ecommerce/ and its fragments."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from werkzeug.datastructures import MultiDict
+
+from .. import PLUGIN_ID, orders, status
+from ..host_contract import get_host
+from ..models import MAX_ATTEMPTS, WritebackStatus
+from .forms import OrderFilterForm
+
+VIEW = "ecommerce.view"
+EXPORT_COLUMNS = (
+    "order_id", "account", "platform", "ship_date", "carrier", "service", "tracking_number",
+    "shipped_quantity", "status", "error_count", "last_attempt_at", "last_error",
+)
+
+
+def register(bp: Blueprint) -> None:
+    bp.url_value_preprocessor(_pop_company_id)
+    bp.url_defaults(_add_company_id)
+    bp.before_request(_require_access)
+    bp.context_processor(_template_globals)
+    bp.add_app_template_filter(_local_time, "sgx_local")
+    bp.add_url_rule("/", "page", page)
+    bp.add_url_rule("/orders/<int:writeback_id>", "shipment", shipment)
+    bp.add_url_rule("/orders/export.csv", "export_csv", export_csv)
+    bp.add_url_rule("/status.json", "status_json", status_json)
+
+
+def _pop_company_id(endpoint, values) -> None:
+    g.sgx_company_id = values.pop("company_id", None) if values else None
+
+
+def _add_company_id(endpoint, values) -> None:
+    if "company_id" not in values and g.get("sgx_company_id") is not None:
+        values["company_id"] = g.sgx_company_id
+
+
+def _require_access():
+    """Sign-in, then membership and plugin enabled (else 404), then the view permission."""
+    host = get_host()
+    user = host.current_user()
+    if user is None:
+        return redirect(host.login_url() + "?next=" + request.full_path)
+    company = host.company_for_user(user, g.sgx_company_id)
+    if company is None or not host.is_enabled(PLUGIN_ID, company.id):
+        abort(404)
+    if not host.has_permission(user, company.id, VIEW):
+        abort(403)
+    g.sgx_user = user
+    g.sgx_company = company
+    return None
+
+
+def _template_globals():
+    host = get_host()
+    return {
+        "base_template": host.base_template,
+        "company": g.get("sgx_company"),
+        "exit_url": host.my_companies_url(),
+        "max_attempts": MAX_ATTEMPTS,
+        "status_labels": {s.value: s.value.capitalize() for s in WritebackStatus},
+    }
+
+
+def _local_time(value: dt.datetime | None, timezone: str) -> str:
+    """A stored UTC time as the company reads it."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _session():
+    return get_host().db.session
+
+
+def _parse_filters(args: MultiDict) -> tuple[OrderFilterForm, orders.OrderFilter | None]:
+    form = OrderFilterForm(args)
+    if not form.validate():
+        return form, None
+    return form, orders.OrderFilter(
+        statuses=tuple(form.status.data or ()),
+        date_from=form.date_from.data,
+        date_to=form.date_to.data,
+        timezone=g.sgx_company.timezone,
+    )
+
+
+def page():
+    form, flt = _parse_filters(request.args)
+    rows = orders.page(_session(), g.sgx_company.id, flt) if flt is not None else []
+    selected = None
+    selected_id = request.args.get("selected", "")
+    if selected_id.isdigit():
+        selected = _shipment_context(int(selected_id))
+    template = "shipgear_exchange/_grid.html" if _is_htmx_grid() else "shipgear_exchange/page.html"
+    return render_template(
+        template,
+        form=form,
+        rows=rows,
+        panel=status.panel(_session(), g.sgx_company.id),
+        api_labels=status.API_LABELS,
+        selected=selected,
+        filter_args=request.args.to_dict(flat=False),
+    ), 200 if flt is not None else 400
+
+
+def _is_htmx_grid() -> bool:
+    return request.headers.get("HX-Request") == "true" and request.headers.get(
+        "HX-Target") == "orders-region"
+
+
+def _shipment_context(writeback_id: int):
+    row = orders.get(_session(), g.sgx_company.id, writeback_id)
+    if row is None:
+        return None
+    return {
+        "row": row,
+        "packages": orders.packages_of_order(_session(), g.sgx_company.id, row),
+    }
+
+
+def shipment(writeback_id: int):
+    context = _shipment_context(writeback_id)
+    if context is None:
+        abort(404)
+    if request.headers.get("HX-Request") == "true":
+        return render_template("shipgear_exchange/_shipment.html", selected=context)
+    args = request.args.to_dict(flat=False)
+    args["selected"] = [str(writeback_id)]
+    return redirect(url_for(".page", **args))
+
+
+def status_json():
+    return jsonify({
+        "error": None,
+        "accounts": [
+            {
+                "id": item.account.id,
+                "platform": item.account.platform,
+                "name": item.account.name,
+                "apis": {name: {"status": api.status, "info": api.info,
+                                "last_run_at": api.last_run_at}
+                         for name, api in item.apis.items()},
+            }
+            for item in status.panel(_session(), g.sgx_company.id)
+        ],
+    })
+
+
+_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+
+
+def _csv_cell(value) -> str:
+    """Text as a spreadsheet should show it; formula-looking cells are neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    text = str(value)
+    if _FORMULA_START.match(text):
+        return "'" + text
+    return text
+
+
+def export_csv():
+    form, flt = _parse_filters(request.args)
+    if flt is None:
+        messages = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
+        return jsonify({"error": f"Invalid filter: {messages}"}), 400
+    company_id = g.sgx_company.id
+    session = _session()
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_COLUMNS)
+        for n, row in enumerate(orders.iterate_all(session, company_id, flt), start=1):
+            writer.writerow([_csv_cell(v) for v in (
+                row.order_id, row.account.name, row.account.platform, row.ship_date,
+                row.carrier, row.service, row.tracking_number, row.shipped_quantity,
+                row.status, row.error_count, row.last_attempt_at, row.last_error)])
+            if n % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", g.sgx_company.name).strip("-").lower() or "company"
+    filename = f"ecommerce-orders-{slug}-{dt.date.today().isoformat()}.csv"
+    current_app.logger.info("export for company %s", company_id)
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,131 @@
+"""The reference host: a small Exchange that mounts the plugin.
+
+It exists for the demo, the tests, and as the worked example of the host contract
+(``shipgear_exchange_plugin.host_contract``). The plugin core never imports it.
+
+Configuration comes from ``create_app(config)`` first, then the environment:
+``DATABASE_URL`` (default: a SQLite file under ``instance/``), ``REDIS_URL`` (default
+``memory://``, an in-process Redis), ``SECRET_KEY`` and ``SHIPGEAR_*`` (see README).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from shipgear_exchange_plugin.host_contract import EXTENSION_KEY
+
+from .host import MEMORY_REDIS_URL, ReferenceHost
+from .models import db
+from .plugins import load_plugins
+
+csrf = CSRFProtect()
+
+
+class HostConfigError(RuntimeError):
+    """The host cannot start with this configuration; the message says why."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs written the usual way."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _instance_path() -> str:
+    return os.environ.get("EXCHANGE_INSTANCE_PATH") or str(Path.cwd() / "instance")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the reference host. ``config`` overrides the environment."""
+    config = dict(config or {})
+    app = Flask(__name__, instance_path=config.pop("INSTANCE_PATH", None) or _instance_path())
+    demo = bool(config.get("EXCHANGE_DEMO"))
+    testing = bool(config.get("TESTING"))
+    database_url = config.pop("DATABASE_URL", None) or os.environ.get("DATABASE_URL")
+    if not database_url:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        database_url = "sqlite:///" + str(Path(app.instance_path) / "exchange-demo.sqlite")
+    app.config.from_mapping(
+        SQLALCHEMY_DATABASE_URI=normalise_database_url(database_url),
+        REDIS_URL=os.environ.get("REDIS_URL") or MEMORY_REDIS_URL,
+        SECRET_KEY=os.environ.get("SECRET_KEY"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not (demo or testing),
+        EXCHANGE_DEMO=demo,
+    )
+    for key, value in os.environ.items():
+        if key.startswith("SHIPGEAR_"):
+            app.config[key] = value
+    app.config.update(config)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    if not app.config.get("SECRET_KEY"):
+        if not (demo or testing):
+            raise HostConfigError(
+                "SECRET_KEY is not set. Set it to a long random string, e.g. "
+                "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`."
+            )
+        app.config["SECRET_KEY"] = secrets.token_urlsafe(32)
+
+    db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+    csrf.init_app(app)
+
+    from . import views  # noqa: F401 - adds the host's pages to the blueprint
+    from .auth import bp
+
+    app.register_blueprint(bp)
+
+    plugins = load_plugins(config.get("EXCHANGE_PLUGIN_ENTRY_POINTS"))
+    host = ReferenceHost(app, db, plugins, functools.partial(create_app, config))
+    app.extensions[EXTENSION_KEY] = host
+    plugins.pm.hook.exchange_init_app(host=host)
+    return app
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets the demo's web threads read while its worker thread writes."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def init_db(app: Flask) -> None:
+    """Create the host's tables and install every loaded plugin (idempotent)."""
+    from .models import InstalledPlugin
+
+    host: ReferenceHost = app.extensions[EXTENSION_KEY]
+    with app.app_context():
+        db.create_all()
+        for plugin_id, manifest in host.plugins.manifests.items():
+            install_plugin(host, plugin_id)
+            row = db.session.get(InstalledPlugin, plugin_id)
+            if row is not None:
+                row.version = manifest.version
+        db.session.commit()
+
+
+def install_plugin(host: ReferenceHost, plugin_id: str) -> None:
+    """Run one plugin's install hook and record it as installed."""
+    from .models import InstalledPlugin
+
+    host.plugins.call(plugin_id, "exchange_install", host=host)
+    if db.session.get(InstalledPlugin, plugin_id) is None:
+        db.session.add(
+            InstalledPlugin(plugin_id=plugin_id, version=host.plugins.manifests[plugin_id].version)
+        )

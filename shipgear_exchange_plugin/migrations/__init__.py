@@ -1,0 +1,1 @@
+"""The plugin's Alembic migrations (own version table ``sgx_alembic_version``)."""

@@ -1,0 +1,66 @@
+"""Turn a processed shipment into write-back rows (the outbox), in the host's transaction.
+
+One row per package. The package key is derived from the host's shipment id and the
+package's position, so it is stable across retries and resends (Amazon's
+``packageReferenceId``) and unique per store account: processing the same shipment twice
+cannot create a second write-back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .host_contract import ProcessedShipment
+from .models import StoreAccount, Writeback, WritebackStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def package_key(shipment_id: int, index: int) -> str:
+    return f"{shipment_id}-{index + 1}"
+
+
+def record_shipment(session: Session, shipment: ProcessedShipment) -> list[Writeback]:
+    """Add one pending write-back per package; nothing when no store account matches."""
+    account = session.execute(
+        sa.select(StoreAccount).where(
+            StoreAccount.company_id == shipment.company_id,
+            StoreAccount.order_source == shipment.order_source,
+        )
+    ).scalar_one_or_none()
+    if account is None:
+        log.info("shipment %s: order source %r is not a connected store account; no write-back",
+                 shipment.shipment_id, shipment.order_source)
+        return []
+    existing = set(session.execute(
+        sa.select(Writeback.package_key).where(
+            Writeback.account_id == account.id,
+            Writeback.shipment_id == shipment.shipment_id,
+        )
+    ).scalars())
+    now = utcnow()
+    rows = []
+    for index, package in enumerate(shipment.packages):
+        key = package_key(shipment.shipment_id, index)
+        if key in existing:
+            continue
+        rows.append(Writeback(
+            company_id=shipment.company_id,
+            account=account,
+            shipment_id=shipment.shipment_id,
+            order_id=shipment.order_id,
+            package_key=key,
+            ship_date=shipment.ship_date,
+            carrier=shipment.carrier,
+            service=shipment.service,
+            tracking_number=package.tracking_number,
+            shipped_quantity=package.quantity,
+            items=list(package.items),
+            status=WritebackStatus.PENDING,
+            next_attempt_at=now,
+        ))
+    session.add_all(rows)
+    return rows

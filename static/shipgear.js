@@ -1,0 +1,20 @@
+// Copy a tracking number with one click and say so (no inline scripts: CSP-friendly).
+document.addEventListener("click", function (event) {
+  var button = event.target.closest(".sgx-copy");
+  if (!button) { return; }
+  var text = button.getAttribute("data-copy");
+  var done = function () {
+    var note = button.parentElement.querySelector(".sgx-copied");
+    if (note) { note.hidden = false; setTimeout(function () { note.hidden = true; }, 2000); }
+  };
+  if (navigator.clipboard && navigator.clipboard.writeText) {
+    navigator.clipboard.writeText(text).then(done, function () {});
+  }
+});
+// Mark the selected grid row.
+document.addEventListener("htmx:beforeRequest", function (event) {
+  var row = event.detail.elt.closest && event.detail.elt.closest(".sgx-row");
+  if (!row) { return; }
+  document.querySelectorAll(".sgx-row.selected").forEach(function (r) { r.classList.remove("selected"); });
+  row.classList.add("selected");
+});

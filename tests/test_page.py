@@ -1,0 +1,132 @@
+"""The View eCommerce page: access rules, real data in every region, filters, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import sqlalchemy as sa
+
+from shipgear_exchange_plugin.devhost.models import Company, db
+from shipgear_exchange_plugin.models import StoreAccount, Writeback
+
+
+def _company(app, name_prefix: str) -> Company:
+    with app.app_context():
+        return db.session.execute(
+            sa.select(Company).where(Company.name.startswith(name_prefix))).scalar_one()
+
+
+def test_page_lists_the_companys_accounts_and_writebacks(seeded, client_as):
+    acme = _company(seeded, "Acme")
+    html = client_as("viewer").get(f"/companies/{acme.id}/ecommerce/").get_data(as_text=True)
+    with seeded.app_context():
+        accounts = db.session.execute(
+            sa.select(StoreAccount).where(StoreAccount.company_id == acme.id)).scalars().all()
+        newest = db.session.execute(
+            sa.select(Writeback).where(Writeback.company_id == acme.id)
+            .order_by(Writeback.ship_date.desc()).limit(1)).scalar_one()
+    assert "Connection Status" in html
+    for account in accounts:
+        assert account.name in html
+    assert html.count("Products API") == len(accounts)
+    assert newest.tracking_number in html
+    assert "Shipment Information" in html and "Export" in html and "Exit" in html
+
+
+def test_non_member_and_disabled_company_get_404(seeded, client_as):
+    birch = _company(seeded, "Birch")  # plugin enabled, but support is not a member
+    cobalt = _company(seeded, "Cobalt")  # plugin disabled
+    support = client_as("support")
+    assert support.get(f"/companies/{birch.id}/ecommerce/").status_code == 404
+    assert support.get(f"/companies/{birch.id}/ecommerce/status.json").status_code == 404
+    admin = client_as("admin")
+    assert admin.get(f"/companies/{birch.id}/ecommerce/").status_code == 200
+    assert admin.get(f"/companies/{cobalt.id}/ecommerce/").status_code == 404
+    assert admin.get("/companies/999999/ecommerce/").status_code == 404
+
+
+def test_signed_out_user_is_sent_to_login(seeded):
+    response = seeded.test_client().get("/companies/1/ecommerce/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_status_filter_and_date_range(seeded, client_as):
+    acme = _company(seeded, "Acme")
+    client = client_as("viewer")
+    html = client.get(f"/companies/{acme.id}/ecommerce/?status=failed").get_data(as_text=True)
+    assert html.count('class="sgx-row"') > 0
+    assert "badge-wb-success" not in html.split("<tbody>", 1)[1]
+    empty = client.get(f"/companies/{acme.id}/ecommerce/?date_from=2001-01-01&date_to=2001-01-02")
+    assert "No shipped orders match" in empty.get_data(as_text=True)
+
+
+def test_bad_filters_answer_400_with_the_message(seeded, client_as):
+    acme = _company(seeded, "Acme")
+    client = client_as("viewer")
+    bad_status = client.get(f"/companies/{acme.id}/ecommerce/?status=shipped")
+    assert bad_status.status_code == 400
+    assert "not a valid choice" in bad_status.get_data(as_text=True)
+    bad_date = client.get(f"/companies/{acme.id}/ecommerce/?date_from=2026-13-45")
+    assert bad_date.status_code == 400
+    assert "Not a valid date" in bad_date.get_data(as_text=True)
+    reversed_ = client.get(
+        f"/companies/{acme.id}/ecommerce/?date_from=2026-02-02&date_to=2026-01-01")
+    assert reversed_.status_code == 400
+    assert "before" in reversed_.get_data(as_text=True)
+    export = client.get(f"/companies/{acme.id}/ecommerce/orders/export.csv?status=nope")
+    assert export.status_code == 400
+    assert "not a valid choice" in export.get_json()["error"]
+
+
+def test_shipment_panel_shows_the_clicked_order_and_not_other_companies(seeded, client_as):
+    acme, birch = _company(seeded, "Acme"), _company(seeded, "Birch")
+    with seeded.app_context():
+        mine = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == acme.id, Writeback.error_count > 0).limit(1)).scalar_one()
+        theirs = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == birch.id).limit(1)).scalar_one()
+    client = client_as("viewer")
+    fragment = client.get(f"/companies/{acme.id}/ecommerce/orders/{mine.id}",
+                          headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert mine.tracking_number in fragment
+    assert f"{mine.error_count} of 5" in fragment
+    assert "Attempts" in fragment and mine.last_error in fragment
+    other = client.get(f"/companies/{acme.id}/ecommerce/orders/{theirs.id}",
+                       headers={"HX-Request": "true"})
+    assert other.status_code == 404
+
+
+def test_export_lists_every_matching_row_in_grid_order_with_formulas_neutralised(
+        seeded, client_as):
+    acme = _company(seeded, "Acme")
+    with seeded.app_context():
+        row = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == acme.id, Writeback.status == "failed").limit(1)).scalar_one()
+        row.last_error = "=HYPERLINK(\"http://evil\")"
+        db.session.commit()
+        expected = db.session.execute(
+            sa.select(Writeback.order_id).where(Writeback.company_id == acme.id,
+                                                Writeback.status == "failed")
+            .order_by(Writeback.ship_date.desc(), Writeback.id.desc())).scalars().all()
+    response = client_as("viewer").get(
+        f"/companies/{acme.id}/ecommerce/orders/export.csv?status=failed")
+    assert response.status_code == 200
+    assert "acme-outfitters" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0][0] == "order_id"
+    assert [r[0] for r in rows[1:]] == expected
+    assert "'=HYPERLINK(\"http://evil\")" in [r[-1] for r in rows[1:]]
+
+
+def test_status_json_has_every_account_with_three_apis(seeded, client_as):
+    acme = _company(seeded, "Acme")
+    body = client_as("viewer").get(f"/companies/{acme.id}/ecommerce/status.json").get_json()
+    assert body["error"] is None
+    assert {a["platform"] for a in body["accounts"]} == {
+        "amazon", "shopify", "woocommerce", "bigcommerce"}
+    for account in body["accounts"]:
+        assert set(account["apis"]) == {"products", "writeback", "orders"}
+        assert all(api["status"] in {"green", "yellow", "red", "none"}
+                   for api in account["apis"].values())
