@@ -109,7 +109,10 @@ def _parse_filters(args: MultiDict) -> tuple[OrderFilterForm, orders.OrderFilter
 
 def page():
     form, flt = _parse_filters(request.args)
-    rows = orders.page(_session(), g.sgx_company.id, flt) if flt is not None else []
+    rows, total = [], None
+    if flt is not None:
+        rows = orders.page(_session(), g.sgx_company.id, flt)
+        total = orders.count_bounded(_session(), g.sgx_company.id, flt)
     selected = None
     selected_id = request.args.get("selected", "")
     if selected_id.isdigit():
@@ -122,7 +125,10 @@ def page():
         panel=status.panel(_session(), g.sgx_company.id),
         api_labels=status.API_LABELS,
         selected=selected,
-        filter_args=request.args.to_dict(flat=False),
+        total=total,
+        total_bound=orders.COUNT_BOUND,
+        export_args={k: v for k, v in request.args.to_dict(flat=False).items()
+                     if k != "selected"},
     ), 200 if flt is not None else 400
 
 

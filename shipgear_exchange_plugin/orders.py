@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session, selectinload
 from .models import Attempt, Writeback
 
 PAGE_SIZE = 50
+#: Counting stops here: beyond it the grid says "10,000+" instead of scanning every row.
+COUNT_BOUND = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
 
 def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_SIZE):
     return session.execute(filtered(company_id, flt).limit(limit)).scalars().all()
+
+
+def count_bounded(session: Session, company_id: int, flt: OrderFilter,
+                  bound: int = COUNT_BOUND) -> int:
+    """Matching rows, exact up to ``bound``; ``bound`` itself means "bound or more"."""
+    limited = filtered(company_id, flt).order_by(None).with_only_columns(
+        Writeback.id).limit(bound).subquery()
+    return session.execute(sa.select(sa.func.count()).select_from(limited)).scalar_one()
 
 
 def iterate_all(session: Session, company_id: int, flt: OrderFilter,

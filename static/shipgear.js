@@ -18,3 +18,11 @@ document.addEventListener("htmx:beforeRequest", function (event) {
   document.querySelectorAll(".sgx-row.selected").forEach(function (r) { r.classList.remove("selected"); });
   row.classList.add("selected");
 });
+// A 400 on the grid carries the filter's error message: show it instead of ignoring it
+// (htmx 2 does not swap 4xx responses by default).
+document.addEventListener("htmx:beforeSwap", function (event) {
+  if (event.detail.xhr.status === 400 && event.detail.target.id === "orders-region") {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
