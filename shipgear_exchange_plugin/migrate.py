@@ -14,8 +14,17 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from .models import TABLE_PREFIX
+
 VERSION_TABLE = "sgx_alembic_version"
 SCRIPT_LOCATION = str(Path(__file__).resolve().parent / "migrations")
+
+
+def include_name(name: str | None, type_: str, parent_names) -> bool:
+    """Autogenerate's filter: the plugin's tables only, never the host's."""
+    if type_ == "table":
+        return bool(name) and name.startswith(TABLE_PREFIX)
+    return True
 
 
 def alembic_config(connection: sa.Connection) -> Config:

@@ -152,64 +152,74 @@ def seed(app: Flask, companies: int = 3, shipments: int = 3000, enabled: int | N
 
 def _insert_shipments(rng: random.Random, accounts: list[StoreAccount], count: int,
                       batch: int, now: dt.datetime) -> None:
-    statuses = [s for s, _ in STATUS_WEIGHTS]
-    weights = [w for _, w in STATUS_WEIGHTS]
-    next_id = (db.session.execute(sa.select(sa.func.max(Shipment.id))).scalar() or 0) + 1
-    next_wb = (db.session.execute(sa.select(sa.func.max(Writeback.id))).scalar() or 0) + 1
+    """Multi-row INSERTs with RETURNING: ids come from the database's own sequences, so
+    rows the host adds later never collide with seeded ones."""
     done = 0
     while done < count:
         size = min(batch, count - done)
-        shipment_rows, writeback_rows, attempt_rows = [], [], []
-        for _ in range(size):
-            account = rng.choice(accounts)
-            carrier, services = rng.choice(CARRIERS)
-            service = rng.choice(services)
-            ship_date = now - dt.timedelta(seconds=rng.randint(60, 30 * 86400))
-            packages = 2 if rng.random() < 0.05 else 1
-            order_id = _order_id(rng, account.platform)
-            pkg_data = []
-            for _ in range(packages):
-                quantity = rng.randint(1, 4)
-                pkg_data.append({
-                    "tracking_number": _tracking(rng, carrier),
-                    "items": [{"sku": f"SKU-{rng.randint(1000, 9999)}",
-                               "order_item_id": str(rng.randint(10**9, 10**10)),
-                               "quantity": quantity}],
-                })
-            shipment_rows.append({
-                "id": next_id, "company_id": account.company_id,
-                "order_source": account.order_source, "order_id": order_id,
-                "ship_date": ship_date, "carrier": carrier, "service": service,
-                "packages": pkg_data, "created_at": ship_date,
-            })
-            for index, pkg in enumerate(pkg_data):
-                status = rng.choices(statuses, weights)[0]
-                errors, attempts = _history(rng, status, ship_date)
-                writeback_rows.append({
-                    "id": next_wb, "company_id": account.company_id, "account_id": account.id,
-                    "shipment_id": next_id, "order_id": order_id,
-                    "package_key": package_key(next_id, index), "ship_date": ship_date,
-                    "carrier": carrier, "service": service,
-                    "tracking_number": pkg["tracking_number"],
-                    "shipped_quantity": sum(i["quantity"] for i in pkg["items"]),
-                    "items": pkg["items"], "status": status, "error_count": errors,
-                    "last_attempt_at": attempts[-1]["started_at"] if attempts else None,
-                    "last_error": next((a["message"] for a in reversed(attempts)
-                                        if a["outcome"] != "accepted"), None) if errors else None,
-                    "next_attempt_at": ship_date if status == WritebackStatus.PENDING else None,
-                    "created_at": ship_date, "updated_at": ship_date,
-                })
-                for attempt in attempts:
-                    attempt_rows.append({**attempt, "company_id": account.company_id,
-                                         "writeback_id": next_wb})
-                next_wb += 1
-            next_id += 1
-        db.session.execute(sa.insert(Shipment), shipment_rows)
-        db.session.execute(sa.insert(Writeback), writeback_rows)
+        shipments = [_plan_shipment(rng, rng.choice(accounts), now) for _ in range(size)]
+        shipment_ids = db.session.execute(
+            sa.insert(Shipment).returning(Shipment.id, sort_by_parameter_order=True),
+            [row for row, _ in shipments]).scalars().all()
+        writebacks, histories = [], []
+        for shipment_id, (row, account) in zip(shipment_ids, shipments, strict=True):
+            for index, pkg in enumerate(row["packages"]):
+                wb, attempts = _plan_writeback(rng, account, row, shipment_id, index, pkg)
+                writebacks.append(wb)
+                histories.append(attempts)
+        writeback_ids = db.session.execute(
+            sa.insert(Writeback).returning(Writeback.id, sort_by_parameter_order=True),
+            writebacks).scalars().all()
+        attempt_rows = [
+            {**attempt, "company_id": wb["company_id"], "writeback_id": wb_id}
+            for wb_id, wb, attempts in zip(writeback_ids, writebacks, histories, strict=True)
+            for attempt in attempts
+        ]
         if attempt_rows:
             db.session.execute(sa.insert(Attempt), attempt_rows)
         db.session.commit()
         done += size
+
+
+def _plan_shipment(rng: random.Random, account: StoreAccount, now: dt.datetime):
+    carrier, services = rng.choice(CARRIERS)
+    ship_date = now - dt.timedelta(seconds=rng.randint(60, 30 * 86400))
+    packages = [
+        {"tracking_number": _tracking(rng, carrier),
+         "items": [{"sku": f"SKU-{rng.randint(1000, 9999)}",
+                    "order_item_id": str(rng.randint(10**9, 10**10)),
+                    "quantity": rng.randint(1, 4)}]}
+        for _ in range(2 if rng.random() < 0.05 else 1)
+    ]
+    row = {"company_id": account.company_id, "order_source": account.order_source,
+           "order_id": _order_id(rng, account.platform), "ship_date": ship_date,
+           "carrier": carrier, "service": rng.choice(services), "packages": packages,
+           "created_at": ship_date}
+    return row, account
+
+
+def _plan_writeback(rng: random.Random, account: StoreAccount, shipment: dict,
+                    shipment_id: int, index: int, pkg: dict):
+    statuses = [s for s, _ in STATUS_WEIGHTS]
+    status = rng.choices(statuses, [w for _, w in STATUS_WEIGHTS])[0]
+    ship_date = shipment["ship_date"]
+    errors, attempts = _history(rng, status, ship_date)
+    last_error = None
+    if errors:
+        last_error = next(a["message"] for a in reversed(attempts) if a["message"])
+    return {
+        "company_id": account.company_id, "account_id": account.id,
+        "shipment_id": shipment_id, "order_id": shipment["order_id"],
+        "package_key": package_key(shipment_id, index), "ship_date": ship_date,
+        "carrier": shipment["carrier"], "service": shipment["service"],
+        "tracking_number": pkg["tracking_number"],
+        "shipped_quantity": sum(i["quantity"] for i in pkg["items"]),
+        "items": pkg["items"], "status": status, "error_count": errors,
+        "last_attempt_at": attempts[-1]["started_at"] if attempts else None,
+        "last_error": last_error,
+        "next_attempt_at": ship_date if status == WritebackStatus.PENDING else None,
+        "created_at": ship_date, "updated_at": ship_date,
+    }, attempts
 
 
 def _order_id(rng: random.Random, platform: str) -> str:

@@ -7,14 +7,8 @@ every table that is not the plugin's, so it can never touch the host's tables.
 
 from alembic import context
 
-from shipgear_exchange_plugin.migrate import VERSION_TABLE
-from shipgear_exchange_plugin.models import TABLE_PREFIX, Base
-
-
-def include_name(name, type_, parent_names):
-    if type_ == "table":
-        return bool(name) and name.startswith(TABLE_PREFIX)
-    return True
+from shipgear_exchange_plugin.migrate import VERSION_TABLE, include_name
+from shipgear_exchange_plugin.models import Base
 
 
 def run_migrations_online() -> None:

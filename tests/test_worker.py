@@ -1,0 +1,76 @@
+"""Workers run jobs inside the host's app context, in-process (demo) and as a process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from rq.job import Job
+
+from shipgear_exchange_plugin.devhost.models import db
+from shipgear_exchange_plugin.models import Writeback
+from shipgear_exchange_plugin.worker import EmbeddedWorker
+
+from .conftest import BACKENDS
+from .jobs_for_tests import count_writebacks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _expected(app, company_id: int) -> int:
+    with app.app_context():
+        return db.session.execute(sa.select(sa.func.count()).select_from(Writeback).where(
+            Writeback.company_id == company_id)).scalar_one()
+
+
+def _wait_finished(job: Job, seconds: float = 20) -> Job:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job.refresh()
+        if job.is_finished or job.is_failed:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job.id} still {job.get_status()} after {seconds}s")
+
+
+def test_embedded_worker_runs_now_and_scheduled_jobs(seeded):
+    host = seeded.extensions["exchange.host"]
+    queue = host.queue("shipgear-writeback")
+    worker = EmbeddedWorker(seeded, host.redis(), ["shipgear-writeback"], poll_interval=0.1)
+    worker.start()
+    try:
+        now = queue.enqueue(count_writebacks, 1)
+        later = queue.enqueue_in(dt.timedelta(seconds=1), count_writebacks, 2)
+        assert _wait_finished(now).return_value() == _expected(seeded, 1)
+        assert _wait_finished(later).return_value() == _expected(seeded, 2)
+    finally:
+        worker.stop()
+
+
+# A separate worker process needs a real Redis: this runs on the services backend only
+# (always in CI, where conftest makes that backend mandatory).
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "services"], indirect=True)
+def test_worker_command_works_the_queue_against_real_redis(seeded, tmp_path):
+    host = seeded.extensions["exchange.host"]
+    job = host.queue("shipgear-writeback").enqueue(count_writebacks, 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPGEAR_TEST")}
+    env.update({
+        "DATABASE_URL": seeded.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": seeded.config["REDIS_URL"],
+        "SECRET_KEY": "test-secret",
+        "SHIPGEAR_ENCRYPTION_KEY": seeded.config["SHIPGEAR_ENCRYPTION_KEY"],
+        "PYTHONPATH": str(ROOT),
+    })
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "shipgear-exchange"), "worker", "--burst"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    job.refresh()
+    assert job.is_finished, result.stderr
+    assert job.return_value() == _expected(seeded, 1)
