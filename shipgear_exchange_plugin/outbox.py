@@ -19,8 +19,16 @@ from .models import StoreAccount, Writeback, WritebackStatus, utcnow
 log = logging.getLogger(__name__)
 
 
+#: Packages per shipment that keys can tell apart (index 0..98 becomes suffix 01..99).
+MAX_PACKAGES = 99
+
+
 def package_key(shipment_id: int, index: int) -> str:
-    return f"{shipment_id}-{index + 1}"
+    """Digits only: Amazon's ``packageReferenceId`` takes positive numbers, and this key is
+    sent as it. Shipment 1234's second package is ``"123402"``."""
+    if not 0 <= index < MAX_PACKAGES:
+        raise ValueError(f"a shipment has at most {MAX_PACKAGES} packages")
+    return f"{shipment_id}{index + 1:02d}"
 
 
 def record_shipment(session: Session, shipment: ProcessedShipment) -> list[Writeback]:

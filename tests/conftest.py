@@ -169,3 +169,13 @@ def csrf_token_from(html: str) -> str:
         r'name="csrf-token" content="([^"]+)"', html)
     assert match, "no CSRF token in the page"
     return match.group(1)
+
+
+@pytest.fixture
+def sandbox():
+    """The marketplace sandbox on a free port of this machine, fresh for each test."""
+    from shipgear_exchange_plugin.sandbox import SandboxServer
+
+    server = SandboxServer().start()
+    yield server
+    server.stop()

@@ -34,7 +34,7 @@ def test_each_package_becomes_a_pending_writeback(seeded):
             Writeback.shipment_id == shipment.id).order_by(Writeback.package_key)).scalars().all()
         assert [(r.tracking_number, r.shipped_quantity, r.status, r.error_count) for r in rows] == [
             ("1ZA", 2, "pending", 0), ("1ZB", 4, "pending", 0)]
-        assert [r.package_key for r in rows] == [f"{shipment.id}-1", f"{shipment.id}-2"]
+        assert [r.package_key for r in rows] == [f"{shipment.id}01", f"{shipment.id}02"]
         assert all(r.account_id == account.id and r.next_attempt_at is not None for r in rows)
 
 

@@ -1,0 +1,318 @@
+"""HTTP for connectors: one ``requests.Session`` per account, a timeout on every call,
+no transport retries, every answer classified and every call reported to the recorder.
+
+Connectors call :meth:`StoreHttp.request` and get a :class:`Reply`. When
+``reply.error`` is set the call failed and that :class:`~.base.Result` is what the
+connector returns; otherwise ``reply.json`` holds the parsed body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import __version__
+from ..models import utcnow
+from .base import (
+    AccountRef,
+    Api,
+    CallRecord,
+    CallRecorder,
+    Connector,
+    NullRecorder,
+    Outcome,
+    Result,
+    clip,
+)
+
+#: (connect, read) seconds. A store that accepts the connection and then says nothing
+#: for ``read`` seconds is treated as a retryable error that may have landed.
+DEFAULT_TIMEOUT = (3.05, 15.0)
+#: Bodies larger than this are not read: a store never answers these calls with more.
+MAX_BODY = 4 * 1024 * 1024
+USER_AGENT = f"ShipGear-Exchange-Plugin/{__version__} (+requests)"
+
+RetryHint = Callable[[requests.Response], float | None]
+
+
+@dataclass
+class Reply:
+    """A store's answer, read and parsed, or the error Result that replaces it."""
+
+    status: int | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    text: str = ""
+    latency_ms: int = 0
+    request_id: str | None = None
+    error: Result | None = None
+
+    def result(self, outcome: Outcome, message: str = "", data: Any = None) -> Result:
+        """A Result for this reply's successful call."""
+        return Result(outcome, message, http_status=self.status, request_id=self.request_id,
+                      latency_ms=self.latency_ms, data=data)
+
+
+def store_error_text(body: Any) -> str:
+    """The store's own error message from the shapes the four stores use."""
+    if isinstance(body, list) and body and isinstance(body[0], Mapping):  # BigCommerce v2
+        return "; ".join(str(e.get("message") or e.get("details") or e) for e in body[:3])
+    if not isinstance(body, Mapping):
+        return ""
+    errors = body.get("errors")
+    if isinstance(errors, list):  # Amazon {"errors":[{code,message,details}]}, GraphQL
+        parts = []
+        for err in errors[:3]:
+            if isinstance(err, Mapping):
+                code, message = err.get("code"), err.get("message")
+                details = err.get("details")
+                text = f"{code}: {message}" if code and message else str(message or code)
+                if details and isinstance(details, str):
+                    text += f" ({details})"
+                parts.append(text)
+            else:
+                parts.append(str(err))
+        return "; ".join(parts)
+    if isinstance(errors, Mapping):  # Shopify REST {"errors": {"field": ["msg"]}}
+        return "; ".join(f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                         for k, v in list(errors.items())[:3])
+    if isinstance(errors, str):
+        return errors
+    for key in ("message", "detail", "title", "error_description", "error"):  # Woo, BC v3, LWA
+        if isinstance(body.get(key), str):
+            return body[key]
+    return ""
+
+
+def _retry_after_header(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+class StoreHttp:
+    """HTTP to one store account. ``retry_hint`` reads the store's rate-limit headers."""
+
+    def __init__(self, account: AccountRef, recorder: CallRecorder | None = None, *,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 request_id_headers: tuple[str, ...] = ("X-Request-Id",),
+                 retry_hint: RetryHint | None = None,
+                 max_body: int = MAX_BODY,
+                 session: requests.Session | None = None) -> None:
+        self.account = account
+        self.recorder = recorder or NullRecorder()
+        self.timeout = timeout
+        self.request_id_headers = request_id_headers
+        self.retry_hint = retry_hint or _retry_after_header
+        self.max_body = max_body
+        self.session = session or requests.Session()
+        adapter = HTTPAdapter(max_retries=0)  # attempts belong to the write-back engine
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = USER_AGENT
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url(self, path: str) -> str:
+        return self.account.endpoint.rstrip("/") + path
+
+    def request(self, api: Api, method: str, url: str, *, record: bool = True,
+                **kwargs: Any) -> Reply:
+        """One HTTP call with the account's timeouts; never raises for network or store
+        trouble. ``url`` may be a path below the account's endpoint."""
+        if url.startswith("/"):
+            url = self.url(url)
+        kwargs.setdefault("timeout", self.timeout)
+        started = time.perf_counter()
+        try:
+            response = self.session.request(method, url, stream=True, **kwargs)
+        except requests.exceptions.RequestException as exc:
+            reply = self._network_error(exc, started)
+        else:
+            try:
+                reply = self._read(response, started)
+            finally:
+                response.close()
+        if record:
+            self._record(api, reply)
+        return reply
+
+    def _elapsed(self, started: float) -> int:
+        return int((time.perf_counter() - started) * 1000)
+
+    def _network_error(self, exc: requests.exceptions.RequestException, started: float) -> Reply:
+        latency = self._elapsed(started)
+        connect, read = self.timeout
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                            requests.exceptions.InvalidSchema)):
+            result = Result(Outcome.NEEDS_FIXING,
+                            f"The account's API address is not a valid URL: {clip(str(exc), 120)}",
+                            latency_ms=latency)
+        elif isinstance(exc, requests.exceptions.ConnectTimeout):
+            result = Result(Outcome.RETRYABLE,
+                            f"Could not connect to the store within {connect:g} s",
+                            latency_ms=latency)
+        elif isinstance(exc, requests.exceptions.ReadTimeout):
+            result = Result(Outcome.RETRYABLE,
+                            f"No answer from the store within {read:g} s; it may have received "
+                            "the request", latency_ms=latency, maybe_applied=True)
+        elif isinstance(exc, requests.exceptions.ConnectionError) and _not_sent(exc):
+            result = Result(Outcome.RETRYABLE, "Could not connect to the store (connection "
+                            "refused or name not found)", latency_ms=latency)
+        else:
+            result = Result(Outcome.RETRYABLE,
+                            f"Connection to the store broke: {clip(type(exc).__name__, 60)}",
+                            latency_ms=latency, maybe_applied=True)
+        return Reply(status=None, latency_ms=latency, error=result)
+
+    def _read(self, response: requests.Response, started: float) -> Reply:
+        status = response.status_code
+        request_id = next((response.headers[h] for h in self.request_id_headers
+                           if h in response.headers), None)
+        try:
+            body = self._body(response)
+        except requests.exceptions.RequestException:
+            latency = self._elapsed(started)
+            return Reply(status, response.headers, latency_ms=latency, request_id=request_id,
+                         error=Result(Outcome.RETRYABLE, "The store's answer broke off midway",
+                                      http_status=status, request_id=request_id,
+                                      latency_ms=latency, maybe_applied=True))
+        latency = self._elapsed(started)
+        reply = Reply(status, response.headers, latency_ms=latency, request_id=request_id)
+        if body is None:
+            reply.error = Result(Outcome.RETRYABLE, f"The store's answer (HTTP {status}) was "
+                                 f"larger than {self.max_body // 1024} KB; not read",
+                                 http_status=status, request_id=request_id, latency_ms=latency)
+            return reply
+        reply.text = body.decode(response.encoding or "utf-8", errors="replace")
+        parsed, parse_error = _parse_json(response, body)
+        reply.json = parsed
+        if 200 <= status < 300:
+            if parse_error:
+                reply.error = Result(
+                    Outcome.RETRYABLE,
+                    f"The store answered HTTP {status} with {parse_error}: {clip(reply.text, 120)}",
+                    http_status=status, request_id=request_id, latency_ms=latency)
+            return reply
+        reply.error = self._classify_error(response, reply)
+        return reply
+
+    def _body(self, response: requests.Response) -> bytes | None:
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_body:
+            return None
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _classify_error(self, response: requests.Response, reply: Reply) -> Result:
+        status = reply.status or 0
+        store_text = store_error_text(reply.json) or _plain(reply.text)
+        detail = f": {clip(store_text, 240)}" if store_text else ""
+        common = {"http_status": status, "request_id": reply.request_id,
+                  "latency_ms": reply.latency_ms}
+        if status == 429:
+            hint = self.retry_hint(response)
+            when = f"; retry in {hint:g} s" if hint is not None else ""
+            return Result(Outcome.RETRYABLE, f"HTTP 429: throttled by the store{when}",
+                          retry_after=hint, throttled=True, **common)
+        if status in (401, 403):
+            return Result(Outcome.NEEDS_REAUTH,
+                          f"HTTP {status}: the store refused the credentials{detail}. "
+                          "Reconnect the account.", **common)
+        if status >= 500 or status in (408, 425):
+            return Result(Outcome.RETRYABLE, f"HTTP {status}{detail}",
+                          retry_after=self.retry_hint(response), **common)
+        return Result(Outcome.NEEDS_FIXING, f"HTTP {status}{detail}", **common)
+
+    def _record(self, api: Api, reply: Reply) -> None:
+        outcome = reply.error.outcome if reply.error else Outcome.OK
+        throttled = bool(reply.error and reply.error.throttled)
+        try:
+            self.recorder.record(CallRecord(
+                account_id=self.account.id, api=api, outcome=outcome,
+                latency_ms=reply.latency_ms, http_status=reply.status, throttled=throttled,
+                at=utcnow()))
+        except Exception:  # noqa: BLE001 - recording must never fail a call
+            import logging
+
+            logging.getLogger(__name__).exception("call recorder failed")
+
+
+def _not_sent(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection was never made (refused, DNS): nothing reached the store."""
+    text = repr(exc)
+    return any(marker in text for marker in (
+        "NewConnectionError", "Connection refused", "Name or service not known",
+        "nodename nor servname", "Failed to resolve", "Failed to establish"))
+
+
+def _plain(text: str) -> str:
+    """Text of an HTML error page without its tags, for a readable message."""
+    if "<" in text and ">" in text:
+        import re
+
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+        text = re.sub(r"(?s)<[^>]+>", " ", text)
+    return text
+
+
+def _parse_json(response: requests.Response, body: bytes) -> tuple[Any, str | None]:
+    if not body.strip():
+        return None, None
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type.lower():
+        return None, f"a {content_type.split(';')[0] or 'untyped'} body instead of JSON"
+    try:
+        return json.loads(body), None
+    except ValueError:
+        return None, "JSON that does not parse (cut off?)"
+
+
+class HttpConnector(Connector):
+    """Base of the four store connectors: credentials checked, one StoreHttp per account.
+
+    Subclasses set ``request_id_headers`` and may override :meth:`retry_hint` to read
+    their store's rate-limit headers.
+    """
+
+    request_id_headers: tuple[str, ...] = ("X-Request-Id",)
+
+    def __init__(self, account: AccountRef, credentials: Mapping[str, Any], *,
+                 recorder: CallRecorder | None = None,
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+        self.account = account
+        self.credentials = dict(credentials)
+        self.options = dict(account.options or {})
+        self.http = StoreHttp(account, recorder, timeout=timeout,
+                              request_id_headers=self.request_id_headers,
+                              retry_hint=self.retry_hint)
+
+    def retry_hint(self, response: requests.Response) -> float | None:
+        return _retry_after_header(response)
+
+    def missing_credentials(self) -> Result | None:
+        """NEEDS_REAUTH naming the missing fields, or None when all are present."""
+        missing = [name for name in self.credential_fields if not self.credentials.get(name)]
+        if not missing:
+            return None
+        return Result(Outcome.NEEDS_REAUTH,
+                      f"The account has no {', '.join(missing)} stored. Reconnect it.")
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,44 @@
+"""Faults the control API sets, applied before a platform handles a store call.
+
+Each platform module passes its own ``error`` builder so that a refused credential or an
+injected 503 looks exactly like that store's error body.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flask import Response
+
+from .store import Account
+
+ErrorBuilder = Callable[[int, str, str], Response]
+
+OUTAGE_PAGE = """<!DOCTYPE html>
+<html><head><title>503 Service Unavailable</title></head>
+<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your
+request. Please try again later.</p></body></html>
+"""
+
+
+def apply(account: Account, error: ErrorBuilder,
+          throttled: Callable[[], Response]) -> Response | None:
+    """The response a fault forces for this call, or None to handle it normally."""
+    faults = account.faults
+    if faults.outage == "hang":
+        time.sleep(float(faults.hang_seconds))
+        return Response("upstream timed out", status=504, mimetype="text/plain")
+    if faults.outage == "down":
+        return Response(OUTAGE_PAGE, status=503, mimetype="text/html")
+    if faults.latency_ms:
+        time.sleep(int(faults.latency_ms) / 1000)
+    if faults.auth_refused:
+        return error(401, "Unauthorized", "Access to requested resource is denied.")
+    if faults.throttle:
+        return throttled()
+    if faults.error_rate and account.rng.random() < float(faults.error_rate):
+        status = int(faults.error_status)
+        return error(status, "InternalFailure" if status >= 500 else "InvalidInput",
+                     f"Injected error {status} from the sandbox's fault settings.")
+    return None
