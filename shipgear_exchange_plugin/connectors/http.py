@@ -128,9 +128,14 @@ class StoreHttp:
         return self.account.endpoint.rstrip("/") + path
 
     def request(self, api: Api, method: str, url: str, *, record: bool = True,
+                check: Callable[[Reply], Result | None] | None = None,
                 **kwargs: Any) -> Reply:
         """One HTTP call with the account's timeouts; never raises for network or store
-        trouble. ``url`` may be a path below the account's endpoint."""
+        trouble. ``url`` may be a path below the account's endpoint.
+
+        ``check`` looks at a successful reply and may turn it into an error Result (a
+        GraphQL ``THROTTLED`` error arrives with HTTP 200); the recorder sees that outcome.
+        """
         if url.startswith("/"):
             url = self.url(url)
         kwargs.setdefault("timeout", self.timeout)
@@ -144,6 +149,8 @@ class StoreHttp:
                 reply = self._read(response, started)
             finally:
                 response.close()
+            if reply.error is None and check is not None:
+                reply.error = check(reply)
         if record:
             self._record(api, reply)
         return reply
