@@ -193,6 +193,10 @@ class Connector(abc.ABC):
     def probe(self, api: Api) -> Result:
         """The cheapest authenticated read that shows whether ``api`` works."""
 
+    def missing_credentials(self) -> Result | None:
+        """NEEDS_REAUTH when the stored credentials lack a field, else None."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most connectors override it
         """Release the HTTP session."""
 

@@ -37,15 +37,17 @@ class Faults:
     verify_lag_s: float = 0.0  # a write shows in read-backs only after this delay
 
     def update(self, values: dict[str, Any]) -> None:
-        names = {f.name: f for f in fields(self)}
-        for key, value in values.items():
-            if key not in names:
-                raise ValueError(f"unknown fault {key!r}; known: {', '.join(names)}")
-            setattr(self, key, value)
-        if not 0.0 <= float(self.error_rate) <= 1.0:
+        """Apply all of ``values`` or, when one is wrong, none of them."""
+        checked = _checked(self, values, "fault")
+        if not 0.0 <= float(checked.get("error_rate", self.error_rate)) <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
-        if self.outage not in (None, "down", "hang"):
+        if checked.get("outage", self.outage) not in (None, "down", "hang"):
             raise ValueError("outage must be null, 'down' or 'hang'")
+        status = int(checked.get("error_status", self.error_status))
+        if not 400 <= status <= 599:
+            raise ValueError("error_status must be an HTTP error status (400-599)")
+        for key, value in checked.items():
+            setattr(self, key, value)
 
 
 @dataclass
@@ -57,11 +59,36 @@ class Settings:
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def update(self, values: dict[str, Any]) -> None:
-        names = {f.name for f in fields(self)}
-        for key, value in values.items():
-            if key not in names:
-                raise ValueError(f"unknown setting {key!r}; known: {', '.join(sorted(names))}")
+        checked = _checked(self, values, "setting")
+        limits = checked.get("limits", {})
+        if not all(isinstance(v, dict) for v in limits.values()):
+            raise ValueError("limits maps a limiter name to {rate, burst} or {limit, window}")
+        for key, value in checked.items():
             setattr(self, key, value)
+
+
+def _checked(target: Any, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """``values`` typed like ``target``'s fields, or ValueError naming the first bad one."""
+    known = {f.name: f for f in fields(target)}
+    checked = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"unknown {what} {key!r}; known: {', '.join(known)}")
+        default = getattr(type(target)(), key)
+        if value is None or default is None:
+            checked[key] = value if value is None or isinstance(value, str) else str(value)
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            kind = "a number"
+        else:
+            ok, kind = isinstance(value, type(default)), f"a {type(default).__name__}"
+        if not ok:
+            raise ValueError(f"{key} must be {kind}, got {value!r}")
+        checked[key] = value
+    return checked
 
 
 @dataclass

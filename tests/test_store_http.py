@@ -1,0 +1,157 @@
+"""StoreHttp against a misbehaving store over real sockets: every answer becomes a
+classified Result with a readable, bounded message, and nothing raises."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import Flask, Response
+
+from shipgear_exchange_plugin.connectors import AccountRef, Api, ListRecorder, Outcome
+from shipgear_exchange_plugin.connectors.base import MESSAGE_LIMIT
+from shipgear_exchange_plugin.connectors.http import StoreHttp
+from shipgear_exchange_plugin.sandbox import SandboxServer
+
+HTML_ERROR = ("<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>body{}</style>"
+              "</head><body><h1>Bad Gateway</h1><p>The proxy got an invalid answer.</p>"
+              + "<p>padding</p>" * 400 + "</body></html>")
+
+
+def bad_store() -> Flask:
+    app = Flask("bad_store")
+
+    @app.get("/html-200")
+    def html_200():
+        return Response("<html><body>Maintenance</body></html>", mimetype="text/html")
+
+    @app.get("/truncated")
+    def truncated():
+        return Response('{"order": {"orderId": "1', mimetype="application/json")
+
+    @app.get("/text-json")
+    def text_json():
+        return Response('{"ok": true}', mimetype="text/plain")
+
+    @app.get("/huge")
+    def huge():
+        return Response(b'{"x": "' + b"a" * (5 * 1024 * 1024) + b'"}',
+                        mimetype="application/json")
+
+    @app.get("/html-502")
+    def html_502():
+        return Response(HTML_ERROR, status=502, mimetype="text/html")
+
+    @app.get("/throttled")
+    def throttled():
+        return Response('{"errors": "Exceeded 2 calls per second"}', status=429,
+                        mimetype="application/json", headers={"Retry-After": "2.5"})
+
+    @app.get("/unauthorised")
+    def unauthorised():
+        return Response('{"errors":[{"code":"Unauthorized","message":"Access denied"}]}',
+                        status=403, mimetype="application/json")
+
+    @app.get("/invalid")
+    def invalid():
+        body = ('{"errors":[{"code":"InvalidInput","message":"carrierCode is not valid",'
+                '"details":"Use a code from the list"}]}')
+        return Response(body, status=400, mimetype="application/json",
+                        headers={"x-amzn-RequestId": "req-123"})
+
+    @app.get("/slow")
+    def slow():
+        time.sleep(1.5)
+        return {"ok": True}
+
+    @app.get("/ok")
+    def ok():
+        return {"ok": True}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def store():
+    server = SandboxServer(bad_store()).start()
+    yield server
+    server.stop()
+
+
+def http(url: str, recorder=None, **kwargs) -> StoreHttp:
+    return StoreHttp(AccountRef(7, "amazon", url), recorder or ListRecorder(),
+                     timeout=kwargs.pop("timeout", (1, 3)),
+                     request_id_headers=("x-amzn-RequestId",), **kwargs)
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/html-200", "text/html body instead of JSON"),
+    ("/truncated", "does not parse"),
+    ("/text-json", "text/plain body instead of JSON"),
+    ("/huge", "larger than 4096 KB"),
+])
+def test_garbled_success_answers_are_retryable_with_a_readable_message(store, path, words):
+    reply = http(store.url).request(Api.ORDERS, "GET", path)
+    assert reply.error is not None
+    assert reply.error.outcome is Outcome.RETRYABLE
+    assert words in reply.error.message
+    assert len(reply.error.message) <= MESSAGE_LIMIT
+
+
+def test_an_html_error_page_becomes_one_short_line_of_its_text(store):
+    result = http(store.url).request(Api.WRITEBACK, "GET", "/html-502").error
+    assert result.outcome is Outcome.RETRYABLE
+    assert result.http_status == 502
+    assert result.message.startswith("HTTP 502: 502 Bad Gateway Bad Gateway The proxy")
+    assert "<" not in result.message and "body{}" not in result.message
+    assert len(result.message) <= MESSAGE_LIMIT
+
+
+def test_429_is_throttled_and_carries_the_stores_retry_hint(store):
+    recorder = ListRecorder()
+    result = http(store.url, recorder).request(Api.WRITEBACK, "GET", "/throttled").error
+    assert (result.outcome, result.throttled, result.retry_after) == (
+        Outcome.RETRYABLE, True, 2.5)
+    assert recorder.calls[-1].throttled is True
+
+
+def test_refused_credentials_need_reauthorising(store):
+    result = http(store.url).request(Api.ORDERS, "GET", "/unauthorised").error
+    assert result.outcome is Outcome.NEEDS_REAUTH
+    assert "Unauthorized: Access denied" in result.message
+
+
+def test_validation_errors_need_fixing_and_quote_the_store(store):
+    result = http(store.url).request(Api.WRITEBACK, "GET", "/invalid").error
+    assert result.outcome is Outcome.NEEDS_FIXING
+    assert result.request_id == "req-123"
+    assert "InvalidInput: carrierCode is not valid (Use a code from the list)" in result.message
+
+
+def test_a_read_timeout_may_have_landed_a_refused_connection_did_not(store):
+    slow = http(store.url, timeout=(1, 0.3)).request(Api.WRITEBACK, "GET", "/slow").error
+    assert slow.outcome is Outcome.RETRYABLE and slow.maybe_applied is True
+    assert "No answer from the store within 0.3 s" in slow.message
+    refused = http("http://127.0.0.1:9").request(Api.WRITEBACK, "GET", "/ok").error
+    assert refused.outcome is Outcome.RETRYABLE and refused.maybe_applied is False
+
+
+def test_an_invalid_endpoint_needs_fixing():
+    result = http("not a url").request(Api.ORDERS, "GET", "/ok").error
+    assert result.outcome is Outcome.NEEDS_FIXING
+    assert "not a valid URL" in result.message
+
+
+def test_every_call_is_recorded_with_its_api_and_a_failing_recorder_fails_nothing(store):
+    recorder = ListRecorder()
+    client = http(store.url, recorder)
+    assert client.request(Api.PRODUCTS, "GET", "/ok").json == {"ok": True}
+    client.request(Api.ORDERS, "GET", "/html-502")
+    assert [(c.api, c.outcome, c.http_status, c.account_id) for c in recorder.calls] == [
+        (Api.PRODUCTS, Outcome.OK, 200, 7), (Api.ORDERS, Outcome.RETRYABLE, 502, 7)]
+
+    class Broken:
+        def record(self, call):
+            raise ConnectionError("status store down")
+
+    assert http(store.url, Broken()).request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
