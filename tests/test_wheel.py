@@ -106,9 +106,23 @@ CHECK_SCRIPT = textwrap.dedent(
     assert response.status_code == 200, response.status_code
     response.close()
 
+    # The connectors and the sandbox are in the wheel and talk over real HTTP.
+    from shipgear_exchange_plugin.connectors import AccountRef, Api, connector_class
+    from shipgear_exchange_plugin.sandbox import SandboxServer
+
+    server = SandboxServer().start()
+    for platform in ("amazon", "shopify", "woocommerce", "bigcommerce"):
+        cls = connector_class(platform)
+        endpoint = f"{server.url}/{platform}/w1"
+        connector = cls(AccountRef(1, platform, endpoint, cls.default_options(endpoint)),
+                        cls.demo_credentials("w1"))
+        probe = connector.probe(Api.PRODUCTS)
+        assert probe.ok, (platform, probe)
+    server.stop()
+
     # The console script is installed and its commands load.
     script = Path(sys.executable).parent / "shipgear-exchange"
-    for args in (["--help"], ["db", "upgrade", "--help"]):
+    for args in (["--help"], ["db", "upgrade", "--help"], ["sandbox", "--help"]):
         done = subprocess.run([str(script), *args], capture_output=True, text=True,
                               cwd=tmp, timeout=120)
         assert done.returncode == 0, (args, done.returncode, done.stdout, done.stderr)

@@ -22,6 +22,7 @@ from .base import (
     Package,
     ProductInfo,
     Result,
+    Throttle,
 )
 from .http import DEFAULT_TIMEOUT
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "AccountRef", "Api", "CallRecord", "CallRecorder", "Connector", "Item", "ListRecorder",
-    "NullRecorder", "Outcome", "Package", "ProductInfo", "Result", "connector_class",
+    "NullRecorder", "Outcome", "Package", "ProductInfo", "Result", "Throttle", "connector_class",
     "connector_for", "package_of",
 ]
 
@@ -58,11 +59,15 @@ def account_ref(account: StoreAccount) -> AccountRef:
 
 def connector_for(account: StoreAccount | AccountRef, credentials: dict[str, Any],
                   recorder: CallRecorder | None = None,
-                  timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> Connector:
-    """A connector for ``account`` using its decrypted ``credentials``."""
+                  timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                  throttle: Throttle | None = None) -> Connector:
+    """A connector for ``account`` using its decrypted ``credentials``; ``throttle`` is
+    the shared rate limiter every worker consults before a call."""
     ref = account if isinstance(account, AccountRef) else account_ref(account)
     cls = connector_class(ref.platform)
-    return cls(ref, credentials, recorder=recorder, timeout=timeout)
+    if throttle is None:
+        return cls(ref, credentials, recorder=recorder, timeout=timeout)
+    return cls(ref, credentials, recorder=recorder, timeout=timeout, throttle=throttle)
 
 
 def package_of(writeback: Writeback) -> Package:

@@ -56,6 +56,8 @@ class Result:
     ``retry_after`` is the store's hint in seconds (Retry-After, rate-limit headers), or
     None. ``maybe_applied`` is True when the request was sent but no answer came back
     (read timeout): the engine must ask the store whether it landed before resending.
+    ``deferred`` is True when the call was held back here, never sent, to stay under the
+    store's rate limit: it costs no attempt.
     """
 
     outcome: Outcome
@@ -66,6 +68,7 @@ class Result:
     retry_after: float | None = None
     throttled: bool = False
     maybe_applied: bool = False
+    deferred: bool = False
     data: Any = None
 
     @property
@@ -136,6 +139,12 @@ class CallRecord:
     http_status: int | None
     throttled: bool
     at: dt.datetime
+
+
+class Throttle(Protocol):
+    """Seconds to wait before a call to ``api`` of the account may go (0: go now)."""
+
+    def wait_for(self, account_id: int, platform: str, api: Api) -> float: ...
 
 
 class CallRecorder(Protocol):

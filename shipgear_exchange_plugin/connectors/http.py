@@ -28,6 +28,7 @@ from .base import (
     NullRecorder,
     Outcome,
     Result,
+    Throttle,
     clip,
 )
 
@@ -37,6 +38,8 @@ DEFAULT_TIMEOUT = (3.05, 15.0)
 #: Bodies larger than this are not read: a store never answers these calls with more.
 MAX_BODY = 4 * 1024 * 1024
 USER_AGENT = f"ShipGear-Exchange-Plugin/{__version__} (+requests)"
+#: Longest a call waits here for the shared rate limit before it is deferred instead.
+MAX_THROTTLE_WAIT = 1.0
 
 RetryHint = Callable[[requests.Response], float | None]
 
@@ -49,6 +52,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
     text: str = ""
+    content: bytes = b""
     latency_ms: int = 0
     request_id: str | None = None
     error: Result | None = None
@@ -108,8 +112,10 @@ class StoreHttp:
                  request_id_headers: tuple[str, ...] = ("X-Request-Id",),
                  retry_hint: RetryHint | None = None,
                  max_body: int = MAX_BODY,
+                 throttle: Throttle | None = None,
                  session: requests.Session | None = None) -> None:
         self.account = account
+        self.throttle = throttle
         self.recorder = recorder or NullRecorder()
         self.timeout = timeout
         self.request_id_headers = request_id_headers
@@ -129,15 +135,21 @@ class StoreHttp:
 
     def request(self, api: Api, method: str, url: str, *, record: bool = True,
                 check: Callable[[Reply], Result | None] | None = None,
-                **kwargs: Any) -> Reply:
+                rate_limited: bool = True, **kwargs: Any) -> Reply:
         """One HTTP call with the account's timeouts; never raises for network or store
         trouble. ``url`` may be a path below the account's endpoint.
 
         ``check`` looks at a successful reply and may turn it into an error Result (a
         GraphQL ``THROTTLED`` error arrives with HTTP 200); the recorder sees that outcome.
+        ``record=False`` leaves reporting to the caller (:meth:`record`, once the outcome
+        is final); ``rate_limited=False`` skips the shared limiter for calls outside the
+        store's API budget (a login, a presigned upload).
         """
         if url.startswith("/"):
             url = self.url(url)
+        held = self._wait_for_rate_limit(api) if rate_limited else None
+        if held is not None:
+            return held
         kwargs.setdefault("timeout", self.timeout)
         started = time.perf_counter()
         try:
@@ -152,8 +164,23 @@ class StoreHttp:
             if reply.error is None and check is not None:
                 reply.error = check(reply)
         if record:
-            self._record(api, reply)
+            self.record(api, reply)
         return reply
+
+    def _wait_for_rate_limit(self, api: Api) -> Reply | None:
+        """Sleep briefly for the shared rate limit, or defer the call (not sent)."""
+        if self.throttle is None:
+            return None
+        for _ in range(3):
+            wait = self.throttle.wait_for(self.account.id, self.account.platform, api)
+            if wait <= 0:
+                return None
+            if wait > MAX_THROTTLE_WAIT:
+                break
+            time.sleep(wait)
+        return Reply(status=None, error=Result(
+            Outcome.RETRYABLE, "Held back to stay under the store's rate limit",
+            retry_after=max(wait, 0.1), throttled=True, deferred=True))
 
     def _elapsed(self, started: float) -> int:
         return int((time.perf_counter() - started) * 1000)
@@ -202,6 +229,7 @@ class StoreHttp:
                                  f"larger than {self.max_body // 1024} KB; not read",
                                  http_status=status, request_id=request_id, latency_ms=latency)
             return reply
+        reply.content = body
         reply.text = body.decode(response.encoding or "utf-8", errors="replace")
         parsed, parse_error = _parse_json(response, body)
         reply.json = parsed
@@ -247,7 +275,8 @@ class StoreHttp:
                           retry_after=self.retry_hint(response), **common)
         return Result(Outcome.NEEDS_FIXING, f"HTTP {status}{detail}", **common)
 
-    def _record(self, api: Api, reply: Reply) -> None:
+    def record(self, api: Api, reply: Reply) -> None:
+        """Report one call to the recorder (never raises)."""
         outcome = reply.error.outcome if reply.error else Outcome.OK
         throttled = bool(reply.error and reply.error.throttled)
         try:
@@ -302,13 +331,14 @@ class HttpConnector(Connector):
 
     def __init__(self, account: AccountRef, credentials: Mapping[str, Any], *,
                  recorder: CallRecorder | None = None,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
+                 timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 throttle: Throttle | None = None) -> None:
         self.account = account
         self.credentials = dict(credentials)
         self.options = dict(account.options or {})
         self.http = StoreHttp(account, recorder, timeout=timeout,
                               request_id_headers=self.request_id_headers,
-                              retry_hint=self.retry_hint)
+                              retry_hint=self.retry_hint, throttle=throttle)
 
     def retry_hint(self, response: requests.Response) -> float | None:
         return _retry_after_header(response)

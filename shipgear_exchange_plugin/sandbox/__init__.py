@@ -67,7 +67,9 @@ class SandboxServer:
         self.app = app or create_app()
         self.server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
                                                    request_handler=_QuietHandler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+        # A short poll makes stop() quick (serve_forever checks for shutdown at each poll).
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True,
                                        name="sandbox-http")
 
     @property

@@ -4,7 +4,8 @@
 - ``POST /_sandbox/reset``: forget every account (orders, writes, faults, limits).
 - ``GET  /_sandbox/{platform}/{key}``: the account's faults, settings and counts.
 - ``PUT  /_sandbox/{platform}/{key}/faults``: set faults (JSON, any of ``error_rate``
-  0-1, ``error_status``, ``latency_ms``, ``outage`` null/"down"/"hang", ``hang_seconds``,
+  0-1, ``error_status``, ``latency_ms``, ``write_latency_ms`` (writes only, then applied),
+  ``outage`` null/"down"/"hang", ``hang_seconds``,
   ``throttle``, ``auth_refused``, ``verify_lag_s``); ``DELETE`` clears them.
 - ``PUT  /_sandbox/{platform}/{key}/settings``: ``strict_orders``, ``feed_delay_s``,
   ``limits`` (e.g. ``{"confirmShipment": {"rate": 2, "burst": 10}}``).
@@ -13,6 +14,7 @@
   ``{"count": N}``; answers the orders created.
 - ``GET  /_sandbox/{platform}/{key}/orders/{order_id}``: an order with its shipments.
 - ``GET  /_sandbox/{platform}/{key}/writes``: every write received, oldest first.
+- ``GET  /_sandbox/{platform}/{key}/requests``: every store call received (method, path).
 - ``GET  /_sandbox/{platform}/{key}/duplicates``: ``{"duplicates": {order_id: extra}}``.
 - ``POST /_sandbox/{platform}/{key}/reset``: forget that one account.
 """
@@ -124,6 +126,13 @@ def writes(platform: str, key: str):
     account = _account(platform, key)
     with account.lock:
         return jsonify(writes=list(account.writes))
+
+
+@bp.get("/<platform>/<key>/requests")
+def requests_received(platform: str, key: str):
+    account = _account(platform, key)
+    with account.lock:
+        return jsonify(requests=list(account.requests))
 
 
 @bp.get("/<platform>/<key>/duplicates")

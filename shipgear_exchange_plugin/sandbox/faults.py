@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import Response
+from flask import Response, request
 
 from .store import Account
 
@@ -24,7 +24,11 @@ request. Please try again later.</p></body></html>
 
 def apply(account: Account, error: ErrorBuilder,
           throttled: Callable[[], Response]) -> Response | None:
-    """The response a fault forces for this call, or None to handle it normally."""
+    """The response a fault forces for this call, or None to handle it normally. Every
+    store call is counted first, whatever happens to it."""
+    with account.lock:
+        account.requests.append({"at": account.clock(), "method": request.method,
+                                 "path": request.path})
     faults = account.faults
     if faults.outage == "hang":
         time.sleep(float(faults.hang_seconds))
@@ -33,6 +37,8 @@ def apply(account: Account, error: ErrorBuilder,
         return Response(OUTAGE_PAGE, status=503, mimetype="text/html")
     if faults.latency_ms:
         time.sleep(int(faults.latency_ms) / 1000)
+    if faults.write_latency_ms and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        time.sleep(int(faults.write_latency_ms) / 1000)  # then handled: it lands
     if faults.auth_refused:
         return error(401, "Unauthorized", "Access to requested resource is denied.")
     if faults.throttle:

@@ -30,6 +30,7 @@ class Faults:
     error_rate: float = 0.0  # share of store calls answered with error_status
     error_status: int = 503
     latency_ms: int = 0  # added to every store call
+    write_latency_ms: int = 0  # added to writes only (POST/PUT/DELETE): slow, but applied
     outage: str | None = None  # "down" (503 HTML page) or "hang" (no answer)
     hang_seconds: float = 30.0
     throttle: bool = False  # every store call answered 429
@@ -123,6 +124,8 @@ class Account:
         self.orders: dict[str, Order] = {}
         self.products: list[dict[str, Any]] = []
         self.writes: list[dict[str, Any]] = []
+        #: Every store call received (method, path, time), faults or not.
+        self.requests: list[dict[str, Any]] = []
         self.feeds: dict[str, dict[str, Any]] = {}
         self.documents: dict[str, dict[str, Any]] = {}
         self.limiters: dict[str, Any] = {}
@@ -247,6 +250,7 @@ class Account:
             return {"platform": self.platform, "key": self.key, "faults": asdict(self.faults),
                     "settings": asdict(self.settings), "orders": len(self.orders),
                     "products": len(self.products), "writes": len(self.writes),
+                    "requests": len(self.requests),
                     "feeds": len(self.feeds)}
 
 
