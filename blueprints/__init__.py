@@ -12,9 +12,11 @@ from ..paths import STATIC_DIR, TEMPLATES_DIR
 
 def create_blueprint(name: str) -> Blueprint:
     """The plugin's blueprint, named as the manifest says."""
-    from . import ecommerce
+    from . import accounts, actions, ecommerce
 
     bp = Blueprint(name, __name__, template_folder=str(TEMPLATES_DIR),
                    static_folder=str(STATIC_DIR), static_url_path="/static")
     ecommerce.register(bp)
+    accounts.register(bp)
+    actions.register(bp)
     return bp

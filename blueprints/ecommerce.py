@@ -22,6 +22,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
 
 from .. import PLUGIN_ID, orders, status
@@ -70,6 +71,8 @@ def _require_access():
         abort(403)
     g.sgx_user = user
     g.sgx_company = company
+    g.sgx_can_manage = host.has_permission(user, company.id, "ecommerce.manage")
+    g.sgx_can_act = host.has_permission(user, company.id, "ecommerce.act")
     return None
 
 
@@ -79,8 +82,11 @@ def _template_globals():
         "base_template": host.base_template,
         "company": g.get("sgx_company"),
         "exit_url": host.my_companies_url(),
+        "can_manage": g.get("sgx_can_manage", False),
         "max_attempts": MAX_ATTEMPTS,
         "status_labels": {s.value: s.value.capitalize() for s in WritebackStatus},
+        "can_act": g.get("sgx_can_act", False),
+        "csrf_token": generate_csrf,
     }
 
 
@@ -116,7 +122,7 @@ def page():
     selected = None
     selected_id = request.args.get("selected", "")
     if selected_id.isdigit():
-        selected = _shipment_context(int(selected_id))
+        selected = shipment_context(int(selected_id))
     template = "shipgear_exchange/_grid.html" if _is_htmx_grid() else "shipgear_exchange/page.html"
     return render_template(
         template,
@@ -137,7 +143,7 @@ def _is_htmx_grid() -> bool:
         "HX-Target") == "orders-region"
 
 
-def _shipment_context(writeback_id: int):
+def shipment_context(writeback_id: int):
     row = orders.get(_session(), g.sgx_company.id, writeback_id)
     if row is None:
         return None
@@ -148,7 +154,7 @@ def _shipment_context(writeback_id: int):
 
 
 def shipment(writeback_id: int):
-    context = _shipment_context(writeback_id)
+    context = shipment_context(writeback_id)
     if context is None:
         abort(404)
     if request.headers.get("HX-Request") == "true":

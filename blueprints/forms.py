@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from wtforms import DateField, Form, SelectMultipleField
+from flask import request
+from flask_wtf import FlaskForm
+from wtforms import DateField, Form, PasswordField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..models import WritebackStatus
 
+MAX_BULK = 1000
 STATUS_CHOICES = [SelectChoice(s.value, s.value.capitalize()) for s in WritebackStatus]
 
 
@@ -32,3 +35,42 @@ class OrderFilterForm(Form):
     def validate_date_to(self, field):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("'To' is before 'From'.")
+
+
+class CredentialsForm(FlaskForm):
+    """New credentials for one store account. Fields are added per platform; nothing is
+    ever pre-filled: stored secrets are not sent back to the browser."""
+
+
+def credentials_form(field_names: tuple[str, ...], formdata=None) -> CredentialsForm:
+    fields = {
+        name: PasswordField(name.replace("_", " ").capitalize(),
+                            validators=[DataRequired(), Length(max=4000)])
+        for name in field_names
+    }
+    form_class = type("PlatformCredentialsForm", (CredentialsForm,), fields)
+    return form_class(formdata=formdata)
+
+
+class ConfirmForm(FlaskForm):
+    """A bare POST button: CSRF token only."""
+
+
+class MarkConfirmedForm(FlaskForm):
+    """Support confirmed the shipment on the store by hand; the note goes to the audit."""
+
+    note = StringField("Note", validators=[Optional(), Length(max=500)])
+
+
+class BulkRetryForm(FlaskForm):
+    """Retry selected: the grid's checked write-back ids."""
+
+    ids = StringField("ids", validators=[DataRequired(message="Select at least one order.")])
+
+    def validate_ids(self, field):
+        values = [v for raw in request.form.getlist("ids") for v in raw.split(",") if v.strip()]
+        if not values or not all(v.strip().isdigit() for v in values):
+            raise ValidationError("Select orders by their ids (whole numbers).")
+        if len(values) > MAX_BULK:
+            raise ValidationError(f"Retry at most {MAX_BULK} orders at once.")
+        self.id_list = sorted({int(v) for v in values})

@@ -53,7 +53,9 @@ def main() -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--shipments", default=3000, show_default=True, type=int,
               help="Shipments to seed into a new demo database.")
-def demo(bind: str, port: int, shipments: int) -> None:
+@click.option("--ship-every", default=8.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds between the demo desk's new shipments (0: none).")
+def demo(bind: str, port: int, shipments: int, ship_every: float) -> None:
     """Serve the reference host with the plugin on embedded defaults.
 
     SQLite under instance/, an in-process Redis and worker, demo data on first start.
@@ -65,8 +67,18 @@ def demo(bind: str, port: int, shipments: int) -> None:
     from .worker import EmbeddedWorker
 
     config = _demo_config()
-    config.setdefault("SHIPGEAR_SANDBOX_URL", f"http://{bind}:{port}/sandbox")
+    own_sandbox = not os.environ.get("SHIPGEAR_SANDBOX_URL")
+    if own_sandbox:
+        config["SHIPGEAR_SANDBOX_URL"] = f"http://{bind}:{port}/sandbox"
     app = _make_app(config)
+    sandbox_app = None
+    if own_sandbox:  # the stores, in-process, reached over real HTTP like real ones
+        from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+        from .sandbox import create_app as create_sandbox
+
+        sandbox_app = create_sandbox()
+        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/sandbox": sandbox_app})
     init_db(app)
     host = _host(app)
     with app.app_context():
@@ -75,18 +87,33 @@ def demo(bind: str, port: int, shipments: int) -> None:
         if db.session.query(User).count() == 0:
             click.echo(f"Seeding demo data ({shipments} shipments)...")
             seed(app, companies=3, shipments=shipments)
+        if sandbox_app is not None:  # the stores know the orders still being written back
+            from .devhost.simulate import apply_demo_faults, preload_open_orders
+
+            preload_open_orders(sandbox_app.test_client())
+            apply_demo_faults(sandbox_app.test_client())
     manifest = host.plugins.manifests.get("shipgear-ecommerce")
     worker = None
     if app.config["REDIS_URL"].startswith(MEMORY_REDIS_URL) and manifest is not None:
-        worker = EmbeddedWorker(app, host.redis(), manifest.queues).start()
+        worker = EmbeddedWorker(app, host.redis(), manifest.queues,
+                                periodic_jobs=manifest.data["periodic_jobs"]).start()
     click.echo(f"\nExchange with the ShipGear eCommerce plugin: http://{bind}:{port}/")
     click.echo(f"Logins (password '{DEMO_PASSWORD}'): admin (host admin, every company), "
                "support and viewer (first company only).")
     if worker is None:
         click.echo("REDIS_URL is set: run `shipgear-exchange worker` for background jobs.")
+    desk = None
+    if ship_every > 0:
+        from .devhost.simulate import ShipmentSimulator
+
+        desk = ShipmentSimulator(app, "shipgear-ecommerce", every=ship_every)
+        desk.start()
+        click.echo(f"A new shipment is processed every {ship_every:g} s (--ship-every 0: off).")
     try:
         app.run(host=bind, port=port, threaded=True, use_reloader=False)
     finally:
+        if desk is not None:
+            desk.stop()
         if worker is not None:
             worker.stop()
 
@@ -108,10 +135,36 @@ def _demo_config() -> dict[str, str | bool]:
                   "SHIPGEAR_ENCRYPTION_KEY": generate_key()}
         path.write_text(json.dumps(values))
         path.chmod(0o600)
+    from .config import DEMO_OVERRIDES
+
     config: dict[str, str | bool] = {"EXCHANGE_DEMO": True, "INSTANCE_PATH": str(instance)}
+    for key, value in DEMO_OVERRIDES.items():
+        config[key] = os.environ.get(key) or value
     for key, value in values.items():
         config[key] = os.environ.get(key) or value
     return config
+
+
+@main.command()
+@click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5001, show_default=True, type=int)
+@click.option("--seed", "seed_value", default=7, show_default=True, type=int,
+              help="Random seed of the stores' products and seeded orders.")
+def sandbox(bind: str, port: int, seed_value: int) -> None:
+    """Serve the marketplace sandbox alone (Amazon, Shopify, WooCommerce, BigCommerce).
+
+    Accounts live under /{platform}/{key}; faults are set under /_sandbox (see README).
+    """
+    from .sandbox import SandboxServer, SandboxStore, create_app
+
+    server = SandboxServer(create_app(SandboxStore(seed=seed_value)), bind, port)
+    click.echo(f"Marketplace sandbox: {server.url}/  (control API: {server.url}/_sandbox)")
+    try:
+        server.server.serve_forever()
+    except KeyboardInterrupt:  # pragma: no cover - interactive stop
+        pass
+    finally:
+        server.server.server_close()
 
 
 @main.command()
@@ -129,7 +182,8 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
         raise click.ClickException(
             "REDIS_URL is not set: a separate worker needs a real Redis (the demo runs its own).")
     click.echo(f"Working queues: {', '.join(names)}")
-    run_worker(app, connection, names, burst=burst)
+    run_worker(app, connection, names, burst=burst,
+               periodic_jobs=state(app).manifest.data["periodic_jobs"])
 
 
 @main.command("seed")

@@ -15,12 +15,50 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_SANDBOX_URL": None,
     # Seconds without any call after which an API's status is None.
     "SHIPGEAR_STATUS_STALE_AFTER": 600,
+    # Seconds to wait after failed attempt 1, 2, 3 and 4 (the 5th failure is final). The
+    # store's own hint (Retry-After, rate-limit headers) wins when it asks for longer.
+    "SHIPGEAR_RETRY_SCHEDULE": "60,300,1800,7200",
+    # Seconds before each check that an accepted write-back shows on the store (B1). When
+    # every check has passed unseen, that counts as a failed attempt and it is resent.
+    "SHIPGEAR_VERIFY_SCHEDULE": "20,60,300,900,3600,7200",
+    # A row claimed by a worker for longer than this is released by the sweeper (the
+    # worker died); it must exceed the longest attempt (timeouts x calls per attempt).
+    "SHIPGEAR_CLAIM_STALE_AFTER": 300,
+    # How often the sweeper re-enqueues due rows whose job vanished.
+    "SHIPGEAR_SWEEP_INTERVAL": 30,
+    # Due Amazon packages of one account from which they go as one feed (B5).
+    "SHIPGEAR_FEED_THRESHOLD": 25,
+    # Seconds between checks of a submitted Amazon feed's processing status.
+    "SHIPGEAR_FEED_POLL_EVERY": 30,
+    # (connect, read) seconds for every store call.
+    "SHIPGEAR_HTTP_TIMEOUT": "3.05,15",
+}
+
+#: The demo's faster clock: write-backs visibly move within seconds.
+DEMO_OVERRIDES: dict[str, Any] = {
+    "SHIPGEAR_RETRY_SCHEDULE": "3,6,12,24",
+    "SHIPGEAR_VERIFY_SCHEDULE": "2,4,8,15,30",
+    "SHIPGEAR_SWEEP_INTERVAL": 5,
+    "SHIPGEAR_FEED_POLL_EVERY": 3,
 }
 
 
 def apply_defaults(config: dict[str, Any]) -> None:
     for key, value in DEFAULTS.items():
         config.setdefault(key, value)
+
+
+def seconds_list(config: dict[str, Any], key: str) -> tuple[float, ...]:
+    """A comma-separated list of seconds (or a list) as floats, each at least 0."""
+    raw = config.get(key, DEFAULTS.get(key))
+    parts = raw.split(",") if isinstance(raw, str) else list(raw or ())
+    try:
+        values = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be comma-separated seconds, got {raw!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"{key} must list at least one number of seconds >= 0, got {raw!r}")
+    return values
 
 
 def int_setting(config: dict[str, Any], key: str) -> int:

@@ -146,7 +146,20 @@ class Writeback(Base):
     error_count: Mapped[int] = mapped_column(default=0)
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    #: When the next send (pending) or verification check (submitted) is due.
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    #: Attempt numbers handed out so far (an attempt is numbered before it is sent).
+    attempt_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: The worker working this row right now, and since when (stale claims are released).
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    #: The last send may have reached the store unseen: ask the store before resending.
+    needs_check: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    #: Verification checks made since the store accepted the package.
+    verify_checks: Mapped[int] = mapped_column(default=0, server_default="0")
+    submitted_at: Mapped[dt.datetime | None] = mapped_column()
+    #: The Amazon feed this package travels in (B5), while it is processed.
+    feed_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -71,4 +71,45 @@ def record_shipment(session: Session, shipment: ProcessedShipment) -> list[Write
             next_attempt_at=now,
         ))
     session.add_all(rows)
+    session.info.setdefault(NEW_ROWS_KEY, []).extend(rows)
     return rows
+
+
+NEW_ROWS_KEY = "sgx_new_writebacks"
+
+
+def enqueue_after_commit() -> None:
+    """Once a host transaction that added write-backs commits, enqueue their first attempts.
+
+    Never before commit: a worker must not look for a row that is not there yet. If Redis
+    is unreachable then, the rows wait in the database for the sweeper. The listener is
+    global to SQLAlchemy sessions and finds the host of the app being served."""
+    if not sa.event.contains(Session, "after_commit", _after_commit):
+        sa.event.listen(Session, "after_commit", _after_commit)
+        sa.event.listen(Session, "after_rollback", _after_rollback)
+
+
+def _after_commit(session: Session) -> None:
+    from flask import has_app_context
+
+    from . import dispatch
+    from .host_contract import get_host
+
+    rows = session.info.pop(NEW_ROWS_KEY, None)
+    if not rows:
+        return
+    planned = [(row.id, 1, None) for row in rows]
+    if not has_app_context():
+        log.warning("%d new write-backs committed outside an app; the sweeper will enqueue",
+                    len(planned))
+        return
+    try:
+        queue = get_host().queue(dispatch.QUEUE)
+    except Exception:  # noqa: BLE001 - no queue now: the sweeper will enqueue them
+        log.warning("no queue for %d new write-backs; the sweeper will", len(planned))
+        return
+    dispatch.enqueue_new(queue, planned)
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(NEW_ROWS_KEY, None)

@@ -25,11 +25,14 @@ VIEW_PERMISSION = "ecommerce.view"
 
 
 class PluginState:
-    """What the plugin keeps per host app: its manifest and the credential box."""
+    """What the plugin keeps per host app: its manifest, the credential box, the call
+    recorder and the write-back policy (built on first use)."""
 
     def __init__(self, manifest, credentials: CredentialBox):
         self.manifest = manifest
         self.credentials = credentials
+        self.recorder = None
+        self.policy = None
 
 
 def state(app) -> PluginState:
@@ -51,6 +54,7 @@ def exchange_init_app(host: Host) -> None:
         create_blueprint(manifest.data["blueprint"]["name"]),
         url_prefix=manifest.data["blueprint"]["url_prefix"],
     )
+    outbox.enqueue_after_commit()
 
 
 @hookimpl

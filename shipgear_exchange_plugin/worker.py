@@ -15,12 +15,14 @@ removed afterwards even when the job fails.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 
 from flask import Flask
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
 from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
 
@@ -50,19 +52,64 @@ class _ThreadWorker(AppWorker):
         pass
 
 
-def run_worker(app: Flask, connection: Redis, queue_names: list[str], burst: bool = False) -> bool:
-    """Work ``queue_names`` until stopped (or until empty with ``burst``)."""
+#: Settings that override a periodic job's manifest interval, by job id.
+INTERVAL_SETTINGS = {"writeback-sweep": "SHIPGEAR_SWEEP_INTERVAL"}
+
+
+def periodic_scheduler(app: Flask, connection: Redis, periodic_jobs: list[dict]) -> CronScheduler:
+    """RQ's cron scheduler with the manifest's periodic jobs registered."""
+    scheduler = CronScheduler(connection=connection, logging_level="WARNING")
+    for entry in periodic_jobs:
+        module_name, _, attr = entry["function"].rpartition(".")
+        func = getattr(importlib.import_module(module_name), attr)
+        every = entry["every"]
+        setting = INTERVAL_SETTINGS.get(entry["id"])
+        if setting and app.config.get(setting):
+            every = int(app.config[setting])
+        scheduler.register(func, entry["queue"], interval=every, name=entry["id"],
+                           result_ttl=600, failure_ttl=86400)
+    return scheduler
+
+
+class PeriodicThread(threading.Thread):
+    """Enqueues due periodic jobs about once a second (RQ's CronScheduler.start() wants the
+    main thread for its signal handlers; its enqueue pass does not)."""
+
+    def __init__(self, scheduler: CronScheduler, stop: threading.Event, tick: float = 1.0):
+        super().__init__(name="sgx-periodic", daemon=True)
+        self.scheduler, self.stop_event, self.tick = scheduler, stop, tick
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.scheduler.enqueue_jobs()
+            except Exception:  # noqa: BLE001 - Redis away: try again next tick
+                log.exception("periodic jobs not enqueued this pass")
+            self.stop_event.wait(self.tick)
+
+
+def run_worker(app: Flask, connection: Redis, queue_names: list[str], burst: bool = False,
+               periodic_jobs: list[dict] | None = None) -> bool:
+    """Work ``queue_names`` until stopped (or until empty with ``burst``), with RQ's
+    scheduler for delayed retries and the periodic jobs' scheduler beside it."""
     queues = [Queue(name, connection=connection) for name in queue_names]
     worker = AppWorker(queues, connection=connection, app=app)
-    return worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+    stop = threading.Event()
+    if periodic_jobs and not burst:
+        PeriodicThread(periodic_scheduler(app, connection, periodic_jobs), stop).start()
+    try:
+        return worker.work(burst=burst, with_scheduler=not burst, logging_level="INFO")
+    finally:
+        stop.set()
 
 
 class EmbeddedWorker:
     """A worker thread and a scheduler thread in this process (the demo)."""
 
     def __init__(self, app: Flask, connection: Redis, queue_names: list[str],
-                 poll_interval: float = 0.5):
+                 poll_interval: float = 0.5, periodic_jobs: list[dict] | None = None):
         self.app = app
+        self.periodic_jobs = list(periodic_jobs or [])
         self.connection = connection
         self.queue_names = list(queue_names)
         self.poll_interval = poll_interval
@@ -77,6 +124,9 @@ class EmbeddedWorker:
             threading.Thread(target=self._work, name="sgx-worker", daemon=True),
             threading.Thread(target=self._schedule, name="sgx-scheduler", daemon=True),
         ]
+        if self.periodic_jobs:
+            self._threads.append(PeriodicThread(
+                periodic_scheduler(self.app, self.connection, self.periodic_jobs), self._stop))
         for thread in self._threads:
             thread.start()
         return self

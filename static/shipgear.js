@@ -21,7 +21,8 @@ document.addEventListener("htmx:beforeRequest", function (event) {
 // A 400 on the grid carries the filter's error message: show it instead of ignoring it
 // (htmx 2 does not swap 4xx responses by default).
 document.addEventListener("htmx:beforeSwap", function (event) {
-  if (event.detail.xhr.status === 400 && event.detail.target.id === "orders-region") {
+  var status = event.detail.xhr.status, target = event.detail.target.id;
+  if ((status === 400 && target === "orders-region") || (status === 409 && target === "shipment-region")) {
     event.detail.shouldSwap = true;
     event.detail.isError = false;
   }

@@ -44,8 +44,8 @@ def test_rotation_reencrypts_with_the_newest_key(seeded):
         rotated = rotate_all(db.session, CredentialBox(f"{new},{old}"))
         assert rotated == 8
         account = db.session.execute(sa.select(StoreAccount).limit(1)).scalar_one()
-        assert CredentialBox(new).decrypt(account.credentials_encrypted)["token"].startswith(
-            "demo-")
+        secrets = CredentialBox(new).decrypt(account.credentials_encrypted)
+        assert secrets and all(value.startswith("demo-") for value in secrets.values())
         with pytest.raises(CredentialsUnreadable):
             CredentialBox(old).decrypt(account.credentials_encrypted)
 

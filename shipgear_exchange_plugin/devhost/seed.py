@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from shipgear_exchange_plugin import PLUGIN_ID
+from shipgear_exchange_plugin.connectors import connector_class
 from shipgear_exchange_plugin.models import (
     MAX_ATTEMPTS,
     Attempt,
@@ -111,13 +112,17 @@ def ensure_accounts(app: Flask, company: Company, sandbox_url: str) -> list[Stor
     box = state(app).credentials
     accounts = []
     for platform, name in ACCOUNT_NAMES.items():
+        connector = connector_class(platform.value)
+        key = f"c{company.id}"
+        endpoint = f"{sandbox_url.rstrip('/')}/{platform.value}/{key}"
         accounts.append(StoreAccount(
             company_id=company.id,
             platform=platform.value,
             name=name,
             order_source=f"{platform.value}-{company.id}",
-            endpoint=f"{sandbox_url.rstrip('/')}/{platform.value}/c{company.id}",
-            credentials_encrypted=box.encrypt({"token": f"demo-{platform.value}-{company.id}"}),
+            endpoint=endpoint,
+            options=connector.default_options(endpoint),
+            credentials_encrypted=box.encrypt(connector.demo_credentials(key)),
         ))
     db.session.add_all(accounts)
     db.session.flush()
@@ -215,9 +220,14 @@ def _plan_writeback(rng: random.Random, account: StoreAccount, shipment: dict,
         "tracking_number": pkg["tracking_number"],
         "shipped_quantity": sum(i["quantity"] for i in pkg["items"]),
         "items": pkg["items"], "status": status, "error_count": errors,
+        "attempt_count": len(attempts),
         "last_attempt_at": attempts[-1]["started_at"] if attempts else None,
         "last_error": last_error,
-        "next_attempt_at": ship_date if status == WritebackStatus.PENDING else None,
+        # Pending rows are due for their next attempt, submitted ones for a check.
+        "next_attempt_at": ship_date if status in (WritebackStatus.PENDING,
+                                                   WritebackStatus.SUBMITTED) else None,
+        "submitted_at": attempts[-1]["started_at"] if status == WritebackStatus.SUBMITTED
+        else None,
         "created_at": ship_date, "updated_at": ship_date,
     }, attempts
 

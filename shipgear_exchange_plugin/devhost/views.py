@@ -29,7 +29,27 @@ def companies():
         actions = [a for result in host.plugins.pm.hook.exchange_company_actions(
             host=host, user=user, company=hc) for a in result]
         rows.append((company, actions))
-    return render_template("devhost/companies.html", rows=rows)
+    return render_template("devhost/companies.html", rows=rows, form=FlaskForm())
+
+
+@bp.route("/companies/<int:company_id>/ship", methods=["POST"])
+@login_required
+def ship(company_id: int):
+    """Process a made-up shipment for the company (the demo's shipping desk)."""
+    from .simulate import process_random_shipment
+
+    host = get_host()
+    if host.company_for_user(host.current_user(), company_id) is None:
+        abort(404)
+    if not FlaskForm().validate_on_submit():
+        abort(400, "The form expired; reload the page and try again.")
+    shipment = process_random_shipment(host, company_id)
+    if shipment is None:
+        flash("This company has no store connection to ship orders from.", "error")
+    else:
+        flash(f"Processed shipment {shipment.id} for order {shipment.order_id} "
+              f"({shipment.order_source}).", "info")
+    return redirect(url_for("devhost.companies"))
 
 
 @bp.route("/admin/plugins", methods=["GET", "POST"])

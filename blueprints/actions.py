@@ -1,0 +1,93 @@
+"""Manual write-back actions (PRODUCT.md B8): Retry now (one or many) and Mark confirmed
+manually. POST only, CSRF-checked, ``ecommerce.act`` required, audited by the core.
+
+Retry now on a pending row runs its next attempt at once and keeps its error count; on a
+failed row it starts a new round of up to 5 attempts (error count back to 0, the attempt
+timeline kept, the store asked first whether an earlier send landed).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+
+from .. import dispatch, orders, runtime
+from ..host_contract import get_host
+from .forms import BulkRetryForm, ConfirmForm, MarkConfirmedForm
+
+ACT = "ecommerce.act"
+
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/orders/<int:writeback_id>/retry", "retry_one", retry_one, methods=["POST"])
+    bp.add_url_rule("/orders/retry", "retry_many", retry_many, methods=["POST"])
+    bp.add_url_rule("/orders/<int:writeback_id>/mark-confirmed", "mark_confirmed",
+                    mark_confirmed, methods=["POST"])
+
+
+def _require_act() -> None:
+    if not get_host().has_permission(g.sgx_user, g.sgx_company.id, ACT):
+        abort(403)
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def _retry(ids: list[int]) -> list[int]:
+    host = get_host()
+    done = runtime.writeback_service(host).retry_now(
+        g.sgx_company.id, ids, g.sgx_user.id, g.sgx_user.username)
+    queue = runtime.writeback_queue(host)
+    dispatch.enqueue_new(queue, [(wid, 0, None) for wid in done])
+    return done
+
+
+def _answer(writeback_id: int, message: str, status: int = 200):
+    if _wants_json():
+        return jsonify({"ok": status < 400, "message": message, "id": writeback_id}), status
+    if request.headers.get("HX-Request") == "true":
+        from .ecommerce import shipment_context
+
+        return render_template("shipgear_exchange/_shipment.html",
+                               selected=shipment_context(writeback_id), notice=message), status
+    return redirect(url_for(".page", selected=writeback_id))
+
+
+def retry_one(writeback_id: int):
+    _require_act()
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired; reload the page and try again.")
+    row = orders.get(get_host().db.session, g.sgx_company.id, writeback_id)
+    if row is None:
+        abort(404)
+    done = _retry([writeback_id])
+    if not done:
+        return _answer(writeback_id, f"Nothing to retry: this write-back is {row.status}.", 409)
+    return _answer(writeback_id, "Retry queued: the next attempt runs now.")
+
+
+def retry_many():
+    _require_act()
+    form = BulkRetryForm()
+    if not form.validate_on_submit():
+        message = "; ".join(e for errors in form.errors.values() for e in errors)
+        return jsonify({"ok": False, "message": message}), 400
+    done = _retry(form.id_list)
+    message = f"{len(done)} of {len(form.id_list)} selected orders queued for retry."
+    if _wants_json() or request.headers.get("HX-Request") == "true":
+        return jsonify({"ok": True, "message": message, "retried": done})
+    return redirect(url_for(".page"))
+
+
+def mark_confirmed(writeback_id: int):
+    _require_act()
+    form = MarkConfirmedForm()
+    if not form.validate_on_submit():
+        abort(400, "The form expired or the note is too long; reload and try again.")
+    host = get_host()
+    row = runtime.writeback_service(host).mark_confirmed(
+        g.sgx_company.id, writeback_id, g.sgx_user.id, g.sgx_user.username,
+        form.note.data or "")
+    if row is None:
+        abort(404)
+    return _answer(writeback_id, f"Marked {row.status}: confirmed by hand on the store.")

@@ -1,0 +1,118 @@
+"""Putting write-back work on RQ: deterministic job ids, scheduling, and the sweeper's
+re-enqueueing of rows whose job vanished.
+
+Job functions are named by their import path, so the core never imports ``jobs``. A job
+id is derived from the row's state (id, attempt or check number, due time): enqueueing
+the same step twice gives the same id, and the sweeper can tell whether a row's job is
+still alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from .models import utcnow
+from .writeback import Step
+
+log = logging.getLogger(__name__)
+
+QUEUE = "shipgear-writeback"
+JOBS = {
+    "send": "shipgear_exchange_plugin.jobs.writeback.send",
+    "verify": "shipgear_exchange_plugin.jobs.writeback.verify",
+    "feed": "shipgear_exchange_plugin.jobs.writeback.submit_feed",
+    "poll": "shipgear_exchange_plugin.jobs.writeback.poll_feed",
+}
+LIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+#: Finished job records are not needed: the database holds the outcome.
+RESULT_TTL = 600
+FAILURE_TTL = 7 * 86400
+
+
+def job_id(kind: str, writeback_id: int, number: int, due: dt.datetime | None) -> str:
+    stamp = int(due.timestamp()) if due else 0
+    return f"sgx-{kind}-{writeback_id}-{number}-{stamp}"
+
+
+def enqueue(queue: Queue, kind: str, writeback_id: int, number: int,
+            due: dt.datetime | None, *, run_now: bool = False) -> Job:
+    """Run ``kind`` for the row at ``due`` (now when None, past, or ``run_now``)."""
+    options = {"job_id": job_id(kind, writeback_id, number, due), "result_ttl": RESULT_TTL,
+               "failure_ttl": FAILURE_TTL, "description": f"{kind} write-back {writeback_id}"}
+    if not run_now and due is not None and due > utcnow() + dt.timedelta(seconds=0.5):
+        return queue.enqueue_at(due, JOBS[kind], writeback_id, **options)
+    return queue.enqueue(JOBS[kind], writeback_id, **options)
+
+
+def follow(queue: Queue, step: Step) -> None:
+    """After a job: schedule the row's next step, if it has one. Losing this (Redis down)
+    is harmless: the row is due in the database and the sweeper finds it."""
+    if step.next_kind is None or step.next_at is None:
+        return
+    try:
+        enqueue(queue, step.next_kind, step.writeback_id, step.next_number, step.next_at)
+    except RedisError as exc:
+        log.warning("write-back %s: next step not enqueued (%s); the sweeper will",
+                    step.writeback_id, exc)
+
+
+def enqueue_new(queue: Queue, rows: Iterable[tuple[int, int, dt.datetime | None]]) -> int:
+    """First attempts of freshly committed rows: (id, attempt number, due)."""
+    count = 0
+    try:
+        for writeback_id, number, due in rows:
+            enqueue(queue, "send", writeback_id, number, due)
+            count += 1
+    except RedisError as exc:
+        log.warning("new write-backs not enqueued (%s); the sweeper will pick them up", exc)
+    return count
+
+
+def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | None]]) -> int:
+    """Enqueue each due row that has no live job; returns how many were enqueued."""
+    if not due_rows:
+        return 0
+    ids = [job_id(kind, wid, number, due) for wid, kind, number, due in due_rows]
+    jobs = Job.fetch_many(ids, connection=queue.connection)
+    enqueued = 0
+    for (wid, kind, number, due), job in zip(due_rows, jobs, strict=True):
+        if job is not None and job.get_status(refresh=False) in LIVE:
+            continue
+        enqueue(queue, kind, wid, number, due, run_now=True)
+        enqueued += 1
+    return enqueued
+
+
+def enqueue_feed_work(queue: Queue, accounts: list[int], feeds: list[str],
+                      now: dt.datetime) -> int:
+    """Feed submissions per Amazon account and polls of feeds, each once per minute at
+    most (the job id carries the minute), skipping those with a live job."""
+    minute = int(now.timestamp()) // 60
+    planned = [("feed", account, f"sgx-feed-{account}-{minute}") for account in accounts]
+    planned += [("poll", feed, f"sgx-poll-{feed}-{minute}") for feed in feeds]
+    if not planned:
+        return 0
+    jobs = Job.fetch_many([p[2] for p in planned], connection=queue.connection)
+    count = 0
+    for (kind, arg, jid), job in zip(planned, jobs, strict=True):
+        if job is not None and job.get_status(refresh=False) in LIVE:
+            continue
+        queue.enqueue(JOBS[kind], arg, job_id=jid, result_ttl=RESULT_TTL,
+                      failure_ttl=FAILURE_TTL, description=f"{kind} {arg}")
+        count += 1
+    return count
+
+
+def enqueue_poll(queue: Queue, feed_id: str, due: dt.datetime) -> None:
+    try:
+        queue.enqueue_at(due, JOBS["poll"], feed_id,
+                         job_id=f"sgx-poll-{feed_id}-{int(due.timestamp())}",
+                         result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL)
+    except RedisError as exc:
+        log.warning("feed %s: next poll not enqueued (%s); the sweeper will", feed_id, exc)

@@ -1,0 +1,209 @@
+"""Amazon's batch path (PRODUCT.md B5): many due confirmations go as one flat-file
+fulfillment feed instead of one confirmShipment call each.
+
+The feed is one attempt for every package in it. Submitting numbers an attempt on each
+row ("accepted": in feed X) and marks them ``submitted`` with the feed id; polling maps
+the processing report back per package: confirmed records go on to the usual
+verification, failed records (and every record of a FATAL or CANCELLED feed) turn that
+row's attempt into a failed one, retried with backoff like any other. Rows of a feed
+are ordered by id both when submitted and when mapped, which is how the report's record
+numbers find their package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .connectors import Outcome, Result, package_of
+from .models import Attempt, StoreAccount, Writeback, WritebackStatus
+from .writeback import WritebackService
+
+log = logging.getLogger(__name__)
+
+#: Due Amazon packages of one account from which a feed is cheaper than single calls.
+DEFAULT_THRESHOLD = 25
+#: Largest feed we build (Amazon takes far more; smaller feeds report back sooner).
+MAX_FEED_ROWS = 500
+#: Checks of a feed's processing status before it counts as a failed attempt.
+MAX_POLLS = 60
+
+
+@dataclass(frozen=True)
+class FeedStep:
+    action: str  # "submitted", "waiting", "mapped", "failed", "skipped"
+    feed_id: str | None = None
+    rows: int = 0
+    next_at: dt.datetime | None = None
+
+
+class AmazonFeeds:
+    """Feed submission and polling on top of a :class:`WritebackService`."""
+
+    def __init__(self, service: WritebackService, poll_every: float = 30.0) -> None:
+        self.service = service
+        self.session = service.session
+        self.poll_every = dt.timedelta(seconds=poll_every)
+
+    def accounts_due(self, company_ids: list[int], threshold: int = DEFAULT_THRESHOLD,
+                     forced: frozenset[int] = frozenset()) -> list[int]:
+        """Amazon accounts with at least ``threshold`` due packages (or, for ``forced``
+        accounts whose confirmShipment was throttled, at least two)."""
+        if not company_ids:
+            return []
+        now = self.service.now()
+        counts = self.session.execute(
+            sa.select(Writeback.account_id, sa.func.count())
+            .join(StoreAccount, StoreAccount.id == Writeback.account_id)
+            .where(StoreAccount.platform == "amazon", Writeback.company_id.in_(company_ids),
+                   Writeback.needs_check.is_(False),
+                   *self.service._claimable(WritebackStatus.PENDING, now))
+            .group_by(Writeback.account_id)).all()
+        self.session.rollback()
+        return sorted(account for account, count in counts
+                      if count >= threshold or (account in forced and count >= 2))
+
+    def submit(self, account_id: int, limit: int = MAX_FEED_ROWS) -> FeedStep:
+        rows = self._claim_batch(account_id, limit)
+        if not rows:
+            return FeedStep("skipped")
+        connector = self.service._connector_factory(rows[0])
+        try:
+            ready, refused = [], []
+            for row in rows:
+                problem = connector.check(package_of(row))
+                (refused if problem else ready).append((row, problem))
+            result = (connector.submit_feed([package_of(r) for r, _ in ready]) if ready
+                      else None)
+        finally:
+            connector.close()
+        now = self.service.now()
+        for row, problem in refused:  # fails alone, like a single confirmShipment would
+            self._attempt(row, problem, now)
+            self.service._fail_attempt(row, problem, now)
+            row.claimed_by = row.claimed_at = None
+        step = FeedStep("failed", rows=len(ready))
+        if result is not None and result.outcome is Outcome.ACCEPTED:
+            feed_id = str(result.data)
+            for row, _ in ready:
+                self._attempt(row, Result(Outcome.ACCEPTED, f"Sent in Amazon feed {feed_id}",
+                                          http_status=result.http_status,
+                                          request_id=result.request_id,
+                                          latency_ms=result.latency_ms), now)
+                row.status = WritebackStatus.SUBMITTED
+                row.feed_id = feed_id
+                row.submitted_at = now
+                row.verify_checks = 0
+                row.last_error = f"In Amazon feed {feed_id}, waiting for its processing report"
+                row.next_attempt_at = now + self.poll_every
+                row.claimed_by = row.claimed_at = None
+            step = FeedStep("submitted", feed_id, len(ready), now + self.poll_every)
+        elif result is not None:
+            for row, _ in ready:
+                if result.deferred:
+                    row.attempt_count -= 1
+                    row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
+                else:
+                    self._attempt(row, result, now)
+                    self.service._fail_attempt(row, result, now)
+                row.claimed_by = row.claimed_at = None
+        self.session.commit()
+        log.info("amazon account %s: feed %s with %d packages", account_id, step.feed_id,
+                 step.rows)
+        return step
+
+    def poll(self, feed_id: str) -> FeedStep:
+        rows = self.session.execute(
+            sa.select(Writeback).where(Writeback.feed_id == feed_id,
+                                       Writeback.status == WritebackStatus.SUBMITTED)
+            .order_by(Writeback.id).with_for_update(skip_locked=True)).scalars().all()
+        if not rows:
+            self.session.rollback()
+            return FeedStep("skipped", feed_id)
+        connector = self.service._connector_factory(rows[0])
+        try:
+            result = connector.feed_results(feed_id, [package_of(r) for r in rows])
+        finally:
+            connector.close()
+        now = self.service.now()
+        if result.outcome is Outcome.OK:
+            for row in rows:
+                ok, message = result.data.get(row.package_key, (False, "Not in the report"))
+                row.feed_id = None
+                if ok:
+                    row.verify_checks = 0
+                    row.last_error = None
+                    row.next_attempt_at = now + self.service.policy.verify_delay(0)
+                else:
+                    self._fail_feed_record(row, message, now)
+            self.session.commit()
+            return FeedStep("mapped", feed_id, len(rows))
+        polls = rows[0].verify_checks + 1
+        for row in rows:
+            row.verify_checks = polls
+            if polls >= MAX_POLLS:
+                row.feed_id = None
+                self._fail_feed_record(row, f"Amazon had not processed feed {feed_id} after "
+                                       f"{polls} checks: {result.message}", now)
+            else:
+                row.last_error = f"In Amazon feed {feed_id}: {result.message}"
+                row.next_attempt_at = now + self.poll_every
+        self.session.commit()
+        if polls >= MAX_POLLS:
+            return FeedStep("failed", feed_id, len(rows))
+        return FeedStep("waiting", feed_id, len(rows), now + self.poll_every)
+
+    def feeds_due(self) -> list[str]:
+        """Feeds whose next poll is due (their poll job may have vanished)."""
+        now = self.service.now()
+        ids = self.session.execute(
+            sa.select(Writeback.feed_id).where(
+                Writeback.feed_id.is_not(None), Writeback.status == WritebackStatus.SUBMITTED,
+                Writeback.next_attempt_at <= now).distinct()).scalars().all()
+        self.session.rollback()
+        return list(ids)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _claim_batch(self, account_id: int, limit: int) -> list[Writeback]:
+        service, now = self.service, self.service.now()
+        conditions = [Writeback.account_id == account_id, Writeback.needs_check.is_(False),
+                      *service._claimable(WritebackStatus.PENDING, now)]
+        ids = self.session.execute(
+            sa.select(Writeback.id).where(*conditions).order_by(Writeback.id).limit(limit)
+            .with_for_update(skip_locked=True)).scalars().all()
+        if not ids:
+            self.session.rollback()
+            return []
+        self.session.execute(
+            sa.update(Writeback).where(Writeback.id.in_(ids), *conditions)
+            .values(claimed_by=service.worker_id, claimed_at=now,
+                    attempt_count=Writeback.attempt_count + 1)
+            .execution_options(synchronize_session=False))
+        self.session.commit()
+        return list(self.session.execute(
+            sa.select(Writeback).where(Writeback.id.in_(ids),
+                                       Writeback.claimed_by == service.worker_id)
+            .order_by(Writeback.id).execution_options(populate_existing=True)).scalars())
+
+    def _attempt(self, row: Writeback, result: Result, now: dt.datetime) -> None:
+        self.session.add(Attempt(
+            company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
+            started_at=now, outcome=result.outcome.value, http_status=result.http_status,
+            request_id=result.request_id, message=result.message or None,
+            latency_ms=result.latency_ms))
+        row.last_attempt_at = now
+
+    def _fail_feed_record(self, row: Writeback, message: str, now: dt.datetime) -> None:
+        """The feed attempt of this row failed: its timeline entry says so, and the row
+        is retried (or fails for good at the 5th failure)."""
+        attempt = self.session.execute(sa.select(Attempt).where(
+            Attempt.writeback_id == row.id, Attempt.number == row.attempt_count)).scalar()
+        if attempt is not None:
+            attempt.outcome = Outcome.RETRYABLE.value
+            attempt.message = f"Amazon feed record failed: {message}"
+        row.status = WritebackStatus.PENDING
+        self.service._fail_attempt(row, Result(Outcome.RETRYABLE,
+                                               f"Amazon feed record failed: {message}"), now)

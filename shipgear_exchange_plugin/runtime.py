@@ -1,0 +1,44 @@
+"""The engine's parts built from the host: the service a job uses and the queues.
+
+Jobs and views call these instead of wiring sessions, keys, Redis and settings themselves.
+"""
+
+from __future__ import annotations
+
+from rq import Queue
+
+from . import dispatch
+from .feeds import AmazonFeeds
+from .host_contract import Host
+from .plugin import state
+from .ratelimit import RedisRateLimiter
+from .writeback import Policy, WritebackService
+
+
+def policy(host: Host) -> Policy:
+    plugin_state = state(host.app)
+    if plugin_state.policy is None:
+        plugin_state.policy = Policy.from_config(host.app.config)
+    return plugin_state.policy
+
+
+def writeback_service(host: Host) -> WritebackService:
+    return WritebackService(
+        host.db.session, state(host.app).credentials, policy=policy(host),
+        throttle=RedisRateLimiter(host.redis()), recorder=state(host.app).recorder)
+
+
+def amazon_feeds(host: Host) -> AmazonFeeds:
+    config = host.app.config
+    return AmazonFeeds(writeback_service(host),
+                       poll_every=float(config.get("SHIPGEAR_FEED_POLL_EVERY") or 30))
+
+
+def feed_threshold(host: Host) -> int:
+    from .config import int_setting
+
+    return int_setting(host.app.config, "SHIPGEAR_FEED_THRESHOLD")
+
+
+def writeback_queue(host: Host) -> Queue:
+    return host.queue(dispatch.QUEUE)

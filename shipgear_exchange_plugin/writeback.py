@@ -1,0 +1,408 @@
+"""The write-back engine: claim a row, make one attempt, record it, decide what is next.
+
+The database is the source of truth and RQ only carries work (PRODUCT.md §4). Each step
+is a short transaction; no row lock is held while a store is called:
+
+1. **claim** (transaction): a compare-and-set on the row (plus ``FOR UPDATE SKIP LOCKED``
+   on PostgreSQL) takes it for this worker and numbers the attempt *before* anything is
+   sent, so a worker killed mid-call still leaves the attempt counted;
+2. **call** the store (no transaction): when the last send may have landed unseen
+   (``needs_check``), ask the store first and send nothing if it is there (B2);
+3. **record** (transaction): the attempt row and the write-back's new state together.
+
+Outcomes (PRODUCT.md B1, B3, S6): accepted → ``submitted`` and verification checks are
+scheduled; verified → ``success``; retryable → the next attempt after the configured
+backoff or the store's hint, ``failed`` at the 5th failure; needs fixing or
+re-authorising → ``failed`` at once with a plain explanation. A call held back by the
+shared rate limiter costs no attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from . import config as plugin_config
+from .connectors import (
+    CallRecorder,
+    Connector,
+    Outcome,
+    Result,
+    Throttle,
+    connector_for,
+    package_of,
+)
+from .connectors.base import clip
+from .credentials import read_credentials
+from .crypto import CredentialBox
+from .models import MAX_ATTEMPTS, Attempt, AuditEvent, Writeback, WritebackStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+#: The longest wait between attempts whatever a store asks for.
+MAX_DELAY = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timing of retries and verification, from the ``SHIPGEAR_*`` settings."""
+
+    retry_schedule: tuple[float, ...] = (60, 300, 1800, 7200)
+    verify_schedule: tuple[float, ...] = (20, 60, 300, 900, 3600, 7200)
+    claim_stale_after: float = 300
+    timeout: tuple[float, float] = (3.05, 15.0)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Policy:
+        timeout = plugin_config.seconds_list(config, "SHIPGEAR_HTTP_TIMEOUT")
+        if len(timeout) != 2:
+            raise ValueError("SHIPGEAR_HTTP_TIMEOUT must be 'connect,read' seconds")
+        return cls(
+            retry_schedule=plugin_config.seconds_list(config, "SHIPGEAR_RETRY_SCHEDULE"),
+            verify_schedule=plugin_config.seconds_list(config, "SHIPGEAR_VERIFY_SCHEDULE"),
+            claim_stale_after=float(plugin_config.int_setting(config,
+                                                              "SHIPGEAR_CLAIM_STALE_AFTER")),
+            timeout=(timeout[0], timeout[1]),
+        )
+
+    def retry_delay(self, failures: int, hint: float | None) -> dt.timedelta:
+        """Wait after the ``failures``-th failure: the schedule, or the store's longer hint."""
+        base = self.retry_schedule[min(failures, len(self.retry_schedule)) - 1]
+        return min(dt.timedelta(seconds=max(base, hint or 0)), MAX_DELAY)
+
+    def verify_delay(self, checks_done: int) -> dt.timedelta:
+        return dt.timedelta(seconds=self.verify_schedule[checks_done])
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a job did to a row and when the row wants its next job (None: final)."""
+
+    writeback_id: int
+    action: str  # "sent", "verified", "deferred", "skipped"
+    status: str | None = None
+    next_at: dt.datetime | None = None
+    next_kind: str | None = None  # "send" or "verify"
+    attempt: int | None = None
+    next_number: int = 0  # the next send's attempt number (0 for a check)
+    throttled: bool = False  # the store (or our shared limiter) held this call back
+    account_id: int | None = None
+    platform: str | None = None
+
+
+ConnectorFactory = Callable[[Writeback], Connector]
+
+
+class WritebackService:
+    """One worker's view of the engine. ``now`` is injectable for tests."""
+
+    def __init__(self, session: Session, box: CredentialBox, *, policy: Policy | None = None,
+                 recorder: CallRecorder | None = None, throttle: Throttle | None = None,
+                 connector_factory: ConnectorFactory | None = None,
+                 now: Callable[[], dt.datetime] = utcnow, worker_id: str | None = None) -> None:
+        self.session = session
+        self.box = box
+        self.policy = policy or Policy()
+        self.recorder = recorder
+        self.throttle = throttle
+        self.now = now
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self._connector_factory = connector_factory or self._connector
+
+    def _connector(self, row: Writeback) -> Connector:
+        return connector_for(row.account, read_credentials(self.box, row.account),
+                             self.recorder, self.policy.timeout, throttle=self.throttle)
+
+    # -- claiming --------------------------------------------------------------------------
+    def _claimable(self, status: WritebackStatus, now: dt.datetime):
+        stale = now - dt.timedelta(seconds=self.policy.claim_stale_after)
+        conditions = [
+            Writeback.status == status,
+            Writeback.next_attempt_at.is_not(None),
+            Writeback.next_attempt_at <= now,
+            sa.or_(Writeback.claimed_at.is_(None), Writeback.claimed_at < stale),
+        ]
+        if status == WritebackStatus.PENDING:
+            conditions.append(Writeback.error_count < MAX_ATTEMPTS)
+        else:
+            conditions.append(Writeback.feed_id.is_(None))
+        return conditions
+
+    def _claim(self, writeback_id: int, status: WritebackStatus,
+               reserve_attempt: bool) -> Writeback | None:
+        """Take the row for this worker, or None when it is not due, not in ``status``, or
+        another worker holds it. One short transaction."""
+        now = self.now()
+        conditions = [Writeback.id == writeback_id, *self._claimable(status, now)]
+        session = self.session
+        try:
+            locked = session.execute(sa.select(Writeback.id).where(*conditions)
+                                     .with_for_update(skip_locked=True)).scalar()
+            if locked is None:
+                session.rollback()
+                return None
+            values: dict[str, Any] = {"claimed_by": self.worker_id, "claimed_at": now}
+            if reserve_attempt:
+                values["attempt_count"] = Writeback.attempt_count + 1
+            taken = session.execute(sa.update(Writeback).where(*conditions).values(**values)
+                                    .execution_options(synchronize_session=False))
+            if taken.rowcount != 1:
+                session.rollback()
+                return None
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+        return session.get(Writeback, writeback_id, populate_existing=True)
+
+    def _locked(self, writeback_id: int) -> Writeback:
+        return self.session.execute(
+            sa.select(Writeback).where(Writeback.id == writeback_id).with_for_update()
+            .execution_options(populate_existing=True)).scalar_one()
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, writeback_id: int) -> Step:
+        """One write-back attempt for a pending row."""
+        row = self._claim(writeback_id, WritebackStatus.PENDING, reserve_attempt=True)
+        if row is None:
+            return Step(writeback_id, "skipped")
+        number, started = row.attempt_count, self.now()
+        connector = None
+        try:
+            package = package_of(row)
+            connector = self._connector_factory(row)
+            result = None
+            if row.needs_check:
+                check = connector.verify(package)
+                if check.outcome is Outcome.VERIFIED or check.deferred:
+                    result = check
+            if result is None:
+                result = connector.write_back(package)
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
+            log.exception("write-back %s: connector raised", writeback_id)
+            result = _internal_error(exc, maybe_applied=True)
+        finally:
+            if connector is not None:
+                connector.close()
+        return self._record_send(writeback_id, number, started, result)
+
+    def _record_send(self, writeback_id: int, number: int, started: dt.datetime,
+                     result: Result) -> Step:
+        session = self.session
+        row = self._locked(writeback_id)
+        self._warn_if_claim_lost(row)
+        now = self.now()
+        row.claimed_by = row.claimed_at = None
+        if result.deferred:  # never left this machine: give the attempt number back
+            row.attempt_count -= 1
+            row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
+            session.commit()
+            return Step(row.id, "deferred", row.status, row.next_attempt_at, "send",
+                        next_number=row.attempt_count + 1, throttled=True,
+                        account_id=row.account_id, platform=row.account.platform)
+        session.add(Attempt(
+            company_id=row.company_id, writeback_id=row.id, number=number, started_at=started,
+            outcome=result.outcome.value, http_status=result.http_status,
+            request_id=result.request_id, message=result.message or None,
+            latency_ms=result.latency_ms))
+        row.last_attempt_at = started
+        next_kind = None
+        if result.outcome is Outcome.VERIFIED:
+            self._succeed(row)
+        elif result.outcome is Outcome.ACCEPTED:
+            row.status = WritebackStatus.SUBMITTED
+            row.submitted_at = now
+            row.verify_checks = 0
+            row.needs_check = False
+            row.last_error = None
+            row.next_attempt_at = now + self.policy.verify_delay(0)
+            next_kind = "verify"
+        else:
+            next_kind = self._fail_attempt(row, result, now)
+        session.commit()
+        log.info("write-back %s attempt %s: %s", row.id, number, result.outcome.value)
+        return Step(row.id, "sent", row.status, row.next_attempt_at, next_kind, number,
+                    next_number=row.attempt_count + 1 if next_kind == "send" else 0,
+                    throttled=result.throttled, account_id=row.account_id,
+                    platform=row.account.platform)
+
+    def _succeed(self, row: Writeback) -> None:
+        row.status = WritebackStatus.SUCCESS
+        row.next_attempt_at = None
+        row.needs_check = False
+        row.last_error = None
+
+    def _fail_attempt(self, row: Writeback, result: Result, now: dt.datetime) -> str | None:
+        """Count one failed attempt; returns "send" when another attempt is scheduled."""
+        row.error_count += 1
+        row.needs_check = row.needs_check or result.maybe_applied
+        if result.outcome is Outcome.NEEDS_REAUTH:
+            return self._final(row, "The store refused the account's credentials; reconnect "
+                                    f"the account, then Retry now. ({result.message})")
+        if result.outcome is Outcome.NEEDS_FIXING:
+            return self._final(row, "The store refused this shipment, and sending it again "
+                                    f"will not help: {result.message}")
+        if row.error_count >= MAX_ATTEMPTS:
+            return self._final(row, f"Failed after {MAX_ATTEMPTS} attempts; confirm it on the "
+                                    f"store by hand. Last error: {result.message}")
+        row.last_error = result.message or result.outcome.value
+        row.next_attempt_at = now + self.policy.retry_delay(row.error_count, result.retry_after)
+        return "send"
+
+    def _final(self, row: Writeback, message: str) -> None:
+        row.status = WritebackStatus.FAILED
+        row.next_attempt_at = None
+        row.last_error = clip(message, 1000)
+        return None
+
+    # -- verifying -------------------------------------------------------------------------
+    def verify(self, writeback_id: int) -> Step:
+        """One verification check of a submitted row (B1)."""
+        row = self._claim(writeback_id, WritebackStatus.SUBMITTED, reserve_attempt=False)
+        if row is None:
+            return Step(writeback_id, "skipped")
+        connector = None
+        try:
+            connector = self._connector_factory(row)
+            result = connector.verify(package_of(row))
+        except Exception as exc:  # noqa: BLE001
+            log.exception("write-back %s: verification raised", writeback_id)
+            result = _internal_error(exc)
+        finally:
+            if connector is not None:
+                connector.close()
+        row = self._locked(writeback_id)
+        self._warn_if_claim_lost(row)
+        now = self.now()
+        row.claimed_by = row.claimed_at = None
+        if result.deferred:
+            row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
+            self.session.commit()
+            return Step(row.id, "deferred", row.status, row.next_attempt_at, "verify")
+        checks = len(self.policy.verify_schedule)
+        row.verify_checks += 1
+        if result.outcome is Outcome.VERIFIED:
+            self._succeed(row)
+            next_kind = None
+        elif row.verify_checks < checks:
+            row.last_error = (f"Accepted; not shown by the store's Orders API yet (check "
+                              f"{row.verify_checks} of {checks}): {result.message}")
+            row.next_attempt_at = now + self.policy.verify_delay(row.verify_checks)
+            next_kind = "verify"
+        else:  # accepted but never shown: count it as a failed attempt and send again
+            row.status = WritebackStatus.PENDING
+            row.needs_check = True
+            next_kind = self._fail_attempt(row, Result(
+                Outcome.RETRYABLE, f"Accepted, but the store's Orders API did not show it after "
+                f"{checks} checks: {result.message}"), now)
+        self.session.commit()
+        return Step(row.id, "verified", row.status, row.next_attempt_at, next_kind,
+                    next_number=row.attempt_count + 1 if next_kind == "send" else 0)
+
+    def _warn_if_claim_lost(self, row: Writeback) -> None:
+        if row.claimed_by != self.worker_id:
+            log.warning("write-back %s: claim of %s was taken over by %s (stale claim)",
+                        row.id, self.worker_id, row.claimed_by)
+
+    # -- recovery --------------------------------------------------------------------------
+    def release_stale_claims(self) -> int:
+        """Rows whose worker died mid-attempt: the attempt counts as failed (it may have
+        reached the store, so the next one asks first); a verification is simply redone."""
+        now = self.now()
+        stale = now - dt.timedelta(seconds=self.policy.claim_stale_after)
+        rows = self.session.execute(
+            sa.select(Writeback).where(Writeback.claimed_at < stale)
+            .with_for_update(skip_locked=True).limit(500)).scalars().all()
+        for row in rows:
+            row.claimed_by = row.claimed_at = None
+            if row.status != WritebackStatus.PENDING:
+                continue
+            recorded = self.session.execute(sa.select(Attempt.id).where(
+                Attempt.writeback_id == row.id, Attempt.number == row.attempt_count)).scalar()
+            if recorded is None and row.attempt_count > 0:
+                self.session.add(Attempt(
+                    company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
+                    started_at=row.last_attempt_at or now, outcome="interrupted",
+                    message="The worker stopped during this attempt; the next attempt asks "
+                            "the store first"))
+                row.last_attempt_at = now
+                self._fail_attempt(row, Result(Outcome.RETRYABLE, "The worker stopped during "
+                                               "the attempt", maybe_applied=True), now)
+        self.session.commit()
+        return len(rows)
+
+    def due(self, company_ids: list[int],
+            limit: int = 1000) -> list[tuple[int, str, int, dt.datetime | None]]:
+        """Rows of these companies whose next step is due:
+        (id, "send" | "verify", attempt number or 0, due time)."""
+        if not company_ids:
+            return []
+        now = self.now()
+        found = []
+        for status, kind in ((WritebackStatus.PENDING, "send"),
+                             (WritebackStatus.SUBMITTED, "verify")):
+            rows = self.session.execute(
+                sa.select(Writeback.id, Writeback.attempt_count, Writeback.next_attempt_at)
+                .where(*self._claimable(status, now), Writeback.company_id.in_(company_ids))
+                .order_by(Writeback.next_attempt_at).limit(limit)).all()
+            found.extend((r.id, kind, r.attempt_count + 1 if kind == "send" else 0,
+                          r.next_attempt_at) for r in rows)
+        self.session.rollback()
+        return found
+
+    # -- manual actions (B8) ---------------------------------------------------------------
+    def retry_now(self, company_id: int, ids: list[int], user_id: int | None,
+                  username: str | None) -> list[int]:
+        """Due now: pending rows keep their error count; failed ones start a new round of
+        attempts (error count back to 0, the timeline kept). Audited. Returns the ids."""
+        now = self.now()
+        rows = self.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == company_id, Writeback.id.in_(ids),
+            Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.FAILED]))
+        ).scalars().all()
+        for row in rows:
+            previous = (row.status, row.error_count)
+            if row.status == WritebackStatus.FAILED:
+                row.error_count = 0
+                row.needs_check = True  # it may have landed: ask before sending again
+            row.status = WritebackStatus.PENDING
+            row.next_attempt_at = now
+            row.claimed_by = row.claimed_at = None
+            self.session.add(AuditEvent(
+                company_id=company_id, user_id=user_id, username=username,
+                action="writeback.retry_now", target=f"writeback:{row.id}",
+                detail={"previous_status": previous[0], "previous_error_count": previous[1]}))
+        self.session.commit()
+        return [row.id for row in rows]
+
+    def mark_confirmed(self, company_id: int, writeback_id: int, user_id: int | None,
+                       username: str | None, note: str = "") -> Writeback | None:
+        """Support confirmed it on the store by hand: ``manual``, audited."""
+        row = self.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == company_id, Writeback.id == writeback_id)
+            .with_for_update()).scalar_one_or_none()
+        if row is None or row.status in (WritebackStatus.SUCCESS, WritebackStatus.MANUAL):
+            self.session.rollback()
+            return row
+        previous = row.status
+        row.status = WritebackStatus.MANUAL
+        row.next_attempt_at = None
+        row.claimed_by = row.claimed_at = None
+        self.session.add(AuditEvent(
+            company_id=company_id, user_id=user_id, username=username,
+            action="writeback.mark_confirmed", target=f"writeback:{row.id}",
+            detail={"previous_status": previous, "note": note[:500]}))
+        self.session.commit()
+        return row
+
+
+def _internal_error(exc: Exception, maybe_applied: bool = False) -> Result:
+    return Result(Outcome.RETRYABLE, f"Internal error in the connector: {clip(repr(exc))}",
+                  maybe_applied=maybe_applied)

@@ -1,0 +1,132 @@
+"""Retry now, Retry selected and Mark confirmed over HTTP: permissions, company
+isolation, CSRF and the audit trail (PRODUCT.md B8, §5)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from shipgear_exchange_plugin.devhost.models import db
+from shipgear_exchange_plugin.models import AuditEvent, Writeback
+
+from .conftest import csrf_token_from
+
+
+def _row(app, company_id: int, status: str) -> Writeback:
+    with app.app_context():
+        row = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == company_id, Writeback.status == status)
+            .order_by(Writeback.id).limit(1)).scalar_one()
+        db.session.expunge(row)
+        return row
+
+
+def _status(app, writeback_id: int) -> tuple[str, int]:
+    with app.app_context():
+        row = db.session.get(Writeback, writeback_id)
+        return row.status, row.error_count
+
+
+JSON = {"Accept": "application/json"}
+
+
+def test_support_retries_a_failed_row_and_it_starts_a_new_round(seeded, client_as):
+    failed = _row(seeded, 1, "failed")
+    answer = client_as("support").post(f"/companies/1/ecommerce/orders/{failed.id}/retry",
+                                       headers=JSON)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["ok"] is True
+    assert _status(seeded, failed.id) == ("pending", 0)
+    with seeded.app_context():
+        event = db.session.execute(sa.select(AuditEvent).where(
+            AuditEvent.action == "writeback.retry_now")).scalar_one()
+        assert (event.username, event.detail["previous_error_count"]) == ("support", 5)
+
+
+def test_retrying_a_successful_row_is_refused_with_a_reason(seeded, client_as):
+    done = _row(seeded, 1, "success")
+    answer = client_as("support").post(f"/companies/1/ecommerce/orders/{done.id}/retry",
+                                       headers=JSON)
+    assert answer.status_code == 409
+    assert "Nothing to retry" in answer.get_json()["message"]
+
+
+def test_mark_confirmed_sets_manual_and_records_who(seeded, client_as):
+    failed = _row(seeded, 1, "failed")
+    client = client_as("support")
+    answer = client.post(f"/companies/1/ecommerce/orders/{failed.id}/mark-confirmed",
+                         data={"note": "Confirmed in Seller Central"}, headers=JSON)
+    assert answer.status_code == 200
+    assert _status(seeded, failed.id)[0] == "manual"
+    with seeded.app_context():
+        event = db.session.execute(sa.select(AuditEvent).where(
+            AuditEvent.action == "writeback.mark_confirmed")).scalar_one()
+        assert event.detail["note"] == "Confirmed in Seller Central"
+        assert event.username == "support"
+
+
+def test_viewers_may_not_act_and_other_companies_rows_are_404(seeded, client_as):
+    failed = _row(seeded, 1, "failed")
+    other = _row(seeded, 2, "failed")
+    viewer = client_as("viewer")
+    assert viewer.post(f"/companies/1/ecommerce/orders/{failed.id}/retry").status_code == 403
+    assert viewer.post(f"/companies/1/ecommerce/orders/{failed.id}/mark-confirmed"
+                       ).status_code == 403
+    admin = client_as("admin")
+    # company 2's row addressed through company 1's URL
+    assert admin.post(f"/companies/1/ecommerce/orders/{other.id}/retry").status_code == 404
+    assert admin.post(f"/companies/1/ecommerce/orders/{other.id}/mark-confirmed"
+                      ).status_code == 404
+    assert client_as("support").post(f"/companies/2/ecommerce/orders/{other.id}/retry"
+                                     ).status_code == 404
+    assert _status(seeded, other.id) == ("failed", 5)
+
+
+def test_retry_selected_takes_only_this_companys_rows(seeded, client_as):
+    mine = _row(seeded, 1, "failed")
+    other = _row(seeded, 2, "failed")
+    answer = client_as("admin").post("/companies/1/ecommerce/orders/retry",
+                                     data={"ids": [str(mine.id), str(other.id)]}, headers=JSON)
+    assert answer.status_code == 200
+    assert answer.get_json()["retried"] == [mine.id]
+    assert _status(seeded, other.id) == ("failed", 5)
+
+
+def test_retry_selected_refuses_bad_ids_with_a_message(seeded, client_as):
+    client = client_as("admin")
+    for ids, words in ((["abc"], "whole numbers"), ([], "Select at least one"),
+                       ([",".join(str(n) for n in range(1, 1100))], "at most 1000")):
+        answer = client.post("/companies/1/ecommerce/orders/retry", data={"ids": ids},
+                             headers=JSON)
+        assert answer.status_code == 400
+        assert words in answer.get_json()["message"]
+
+
+def test_actions_need_the_csrf_token(make_app):
+    from shipgear_exchange_plugin.devhost.seed import seed
+
+    app = make_app()  # CSRF on
+    with app.app_context():
+        seed(app, companies=2, shipments=60)
+    failed = _row(app, 1, "failed")
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    assert client.post("/login", data={"username": "support", "password": "demo",
+                                       "csrf_token": csrf_token_from(page)}).status_code == 302
+    url = f"/companies/1/ecommerce/orders/{failed.id}/retry"
+    assert client.post(url).status_code == 400
+    assert _status(app, failed.id)[0] == "failed"
+    html = client.get(f"/companies/1/ecommerce/?selected={failed.id}").get_data(as_text=True)
+    assert "Retry now" in html and "Mark confirmed manually" in html
+    answer = client.post(url, headers={"X-CSRFToken": csrf_token_from(html), "HX-Request": "true",
+                                       "HX-Target": "shipment-region"})
+    assert answer.status_code == 200
+    assert "Retry queued" in answer.get_data(as_text=True)
+    assert _status(app, failed.id) == ("pending", 0)
+
+
+def test_viewers_do_not_see_the_action_buttons(seeded, client_as):
+    failed = _row(seeded, 1, "failed")
+    html = client_as("viewer").get(f"/companies/1/ecommerce/?selected={failed.id}"
+                                   ).get_data(as_text=True)
+    assert "Shipment Information" in html and failed.tracking_number in html
+    assert "Retry now" not in html and "Mark confirmed manually" not in html

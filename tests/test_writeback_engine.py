@@ -1,0 +1,280 @@
+"""The write-back engine on both backends, against the sandbox over real HTTP: attempts
+are capped at 5, errors are classified, a send that may have landed is checked before it
+is resent, a row is worked by one worker at a time, and lost work is found again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+import requests
+import sqlalchemy as sa
+from rq import Queue
+
+from shipgear_exchange_plugin import PLUGIN_ID, dispatch
+from shipgear_exchange_plugin.devhost.models import PluginCompany, db
+from shipgear_exchange_plugin.devhost.seed import seed
+from shipgear_exchange_plugin.devhost.shipments import process_shipment
+from shipgear_exchange_plugin.models import Attempt, AuditEvent, Writeback
+from shipgear_exchange_plugin.plugin import state
+from shipgear_exchange_plugin.ratelimit import RedisRateLimiter
+from shipgear_exchange_plugin.worker import AppWorker
+from shipgear_exchange_plugin.writeback import Policy, WritebackService
+
+PLATFORM = "bigcommerce"
+FAST = Policy(retry_schedule=(1, 2, 3, 4), verify_schedule=(1, 2, 3), claim_stale_after=60,
+              timeout=(1.0, 1.0))
+
+
+class Clock:
+    """The engine's idea of now, moved by the test instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def to(self, when: dt.datetime | None) -> None:
+        if when is not None and when > self.now:
+            self.now = when
+
+
+@pytest.fixture
+def engine_app(make_app, sandbox):
+    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
+    with app.app_context():
+        seed(app, companies=2, shipments=0, enabled=2)
+    return app
+
+
+def faults(sandbox, **values) -> None:
+    answer = requests.put(f"{sandbox.url}/_sandbox/{PLATFORM}/c1/faults", json=values, timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def store(sandbox):
+    return sandbox.store.account(PLATFORM, "c1")
+
+
+def ship(app, carrier: str = "UPS", order_id: str = "5001", packages: int = 1,
+         company_id: int = 1) -> list[int]:
+    """The store has the order (as the host imported it); the desk ships it."""
+    host = app.extensions["exchange.host"]
+    boxes = [{"tracking_number": f"1Z{order_id}{n}",
+              "items": [{"sku": f"SKU-{1000 + n}", "order_item_id": f"{order_id}0{n}",
+                         "quantity": 1}]} for n in range(packages)]
+    sandbox_url = app.config["SHIPGEAR_SANDBOX_URL"]
+    made = requests.post(f"{sandbox_url}/_sandbox/{PLATFORM}/c{company_id}/orders", json={
+        "orders": [{"order_id": order_id, "items": [i for b in boxes for i in b["items"]]}]},
+        timeout=5)
+    assert made.status_code == 201, made.text
+    with app.app_context():
+        shipment = process_shipment(
+            host, company_id=company_id, order_source=f"{PLATFORM}-{company_id}",
+            order_id=order_id, carrier=carrier, service="Ground", packages=boxes)
+        return list(db.session.execute(sa.select(Writeback.id).where(
+            Writeback.shipment_id == shipment.id).order_by(Writeback.id)).scalars())
+
+
+def service(app, clock: Clock, policy: Policy = FAST) -> WritebackService:
+    return WritebackService(db.session, state(app).credentials, policy=policy, now=clock)
+
+
+def drive(app, clock: Clock, writeback_id: int, steps: int = 30) -> Writeback:
+    """Run the row's due steps one after another, moving the clock instead of sleeping."""
+    with app.app_context():
+        engine = service(app, clock)
+        for _ in range(steps):
+            row = db.session.get(Writeback, writeback_id, populate_existing=True)
+            if row.status not in ("pending", "submitted"):
+                break
+            clock.to(row.next_attempt_at)
+            (engine.send if row.status == "pending" else engine.verify)(writeback_id)
+        row = db.session.get(Writeback, writeback_id, populate_existing=True)
+        db.session.expunge_all()
+        return row
+
+
+def attempts(app, writeback_id: int) -> list[Attempt]:
+    with app.app_context():
+        rows = db.session.execute(sa.select(Attempt).where(
+            Attempt.writeback_id == writeback_id).order_by(Attempt.number)).scalars().all()
+        db.session.expunge_all()
+        return rows
+
+
+def test_a_write_back_is_accepted_then_verified_on_the_store(engine_app, sandbox):
+    (wid,) = ship(engine_app)
+    row = drive(engine_app, Clock(), wid)
+    assert (row.status, row.error_count, row.verify_checks) == ("success", 0, 1), row.last_error
+    assert [a.outcome for a in attempts(engine_app, wid)] == ["accepted"]
+    assert [w["tracking_number"] for w in store(sandbox).writes] == ["1Z50010"]
+
+
+def test_an_always_failing_store_gets_exactly_five_attempts(engine_app, sandbox):
+    faults(sandbox, error_rate=1.0, error_status=503)
+    (wid,) = ship(engine_app)
+    row = drive(engine_app, Clock(), wid)
+    assert (row.status, row.error_count, row.attempt_count) == ("failed", 5, 5)
+    assert row.last_error.startswith("Failed after 5 attempts")
+    assert [a.number for a in attempts(engine_app, wid)] == [1, 2, 3, 4, 5]
+    assert len(store(sandbox).requests) == 5  # one store call per attempt, then nothing
+    with engine_app.app_context():  # a late job for the row does nothing
+        assert service(engine_app, Clock()).send(wid).action == "skipped"
+    assert len(store(sandbox).requests) == 5
+
+
+def test_an_unknown_carrier_fails_at_once_without_calling_the_store(engine_app, sandbox):
+    (wid,) = ship(engine_app, carrier="Pigeon Post")
+    row = drive(engine_app, Clock(), wid)
+    assert (row.status, row.error_count) == ("failed", 1)
+    assert "Pigeon Post" in row.last_error and "will not help" in row.last_error
+    assert store(sandbox).requests == []
+
+
+def test_refused_credentials_fail_at_once_and_say_to_reconnect(engine_app, sandbox):
+    faults(sandbox, auth_refused=True)
+    (wid,) = ship(engine_app)
+    row = drive(engine_app, Clock(), wid)
+    assert (row.status, row.error_count) == ("failed", 1)
+    assert "reconnect the account" in row.last_error
+    assert len(store(sandbox).requests) == 1
+
+
+def test_retryable_errors_wait_for_the_schedule_or_the_stores_longer_hint(engine_app, sandbox):
+    faults(sandbox, error_rate=1.0, error_status=503)
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    with engine_app.app_context():
+        step = service(engine_app, clock).send(wid)
+    assert step.next_kind == "send"
+    assert step.next_at - clock.now >= dt.timedelta(seconds=1)
+    slow = Policy(retry_schedule=(2,), verify_schedule=(1,))
+    assert slow.retry_delay(1, hint=30) == dt.timedelta(seconds=30)
+    assert slow.retry_delay(3, hint=None) == dt.timedelta(seconds=2)
+
+
+def test_a_send_that_timed_out_is_found_on_the_store_and_not_sent_again(engine_app, sandbox):
+    faults(sandbox, write_latency_ms=1500)  # the store takes it, the answer comes too late
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    with engine_app.app_context():
+        first = service(engine_app, clock).send(wid)
+    assert first.next_kind == "send"
+    faults(sandbox, write_latency_ms=0)
+    threading.Event().wait(1.0)  # the store finishes handling the first request
+    row = drive(engine_app, clock, wid)
+    assert row.status == "success"
+    outcomes = [a.outcome for a in attempts(engine_app, wid)]
+    assert outcomes == ["retryable_error", "verified"]
+    posts = [r for r in store(sandbox).requests if r["method"] == "POST"]
+    assert len(posts) == 1 and store(sandbox).duplicates() == {}
+
+
+def test_concurrent_workers_confirm_a_package_once(engine_app, sandbox):
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    barrier = threading.Barrier(12)
+    actions = []
+
+    def worker():
+        with engine_app.app_context():
+            barrier.wait()
+            actions.append(service(engine_app, clock).send(wid).action)
+            db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(actions) == ["sent"] + ["skipped"] * 11
+    assert len(store(sandbox).writes) == 1
+    assert len(attempts(engine_app, wid)) == 1
+
+
+def test_a_stale_claim_is_released_as_an_interrupted_attempt_that_checks_first(engine_app):
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    with engine_app.app_context():
+        engine = service(engine_app, clock)
+        assert engine._claim(wid, "pending", reserve_attempt=True) is not None  # then "killed"
+        clock.now += dt.timedelta(seconds=61)
+        assert engine.release_stale_claims() == 1
+        row = db.session.get(Writeback, wid, populate_existing=True)
+        assert (row.claimed_by, row.error_count, row.needs_check) == (None, 1, True)
+    assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [(1, "interrupted")]
+
+
+def test_retry_now_and_mark_confirmed_are_audited(engine_app, sandbox):
+    faults(sandbox, auth_refused=True)
+    first, second = ship(engine_app, packages=2)
+    clock = Clock()
+    assert drive(engine_app, clock, first).status == "failed"
+    faults(sandbox, auth_refused=False)
+    with engine_app.app_context():
+        engine = service(engine_app, clock)
+        assert engine.retry_now(1, [first], 7, "support") == [first]
+        assert engine.retry_now(2, [second], 7, "support") == []  # another company's row
+        row = db.session.get(Writeback, first, populate_existing=True)
+        assert (row.status, row.error_count, row.needs_check) == ("pending", 0, True)
+    assert drive(engine_app, clock, first).status == "success"
+    assert [a.number for a in attempts(engine_app, first)] == [1, 2]
+    with engine_app.app_context():
+        engine = service(engine_app, clock)
+        assert engine.mark_confirmed(1, second, 7, "support", "done in the admin").status == (
+            "manual")
+        events = db.session.execute(sa.select(AuditEvent.action, AuditEvent.username,
+                                              AuditEvent.target)).all()
+    assert (("writeback.retry_now", "support", f"writeback:{first}") in events
+            and ("writeback.mark_confirmed", "support", f"writeback:{second}") in events)
+
+
+def test_committed_shipments_are_enqueued_and_the_sweeper_recovers_lost_jobs(engine_app,
+                                                                              sandbox):
+    host = engine_app.extensions["exchange.host"]
+    (wid,) = ship(engine_app)
+    queue = Queue(dispatch.QUEUE, connection=host.redis())
+    assert queue.job_ids == [dispatch.job_id("send", wid, 1, None)]
+    host.redis().flushdb()  # Redis restarted: it kept nothing
+    from shipgear_exchange_plugin.jobs.writeback import sweep
+
+    with engine_app.app_context():
+        assert sweep()["enqueued"] == 1
+        assert sweep()["enqueued"] == 0  # the job is alive: nothing doubled
+    worker = AppWorker([queue], connection=host.redis(), app=engine_app)
+    worker.work(burst=True)
+    with engine_app.app_context():
+        row = db.session.get(Writeback, wid)
+        assert row.status == "submitted"
+        assert len(store(sandbox).writes) == 1
+
+
+def test_a_disabled_company_waits_and_resumes_when_enabled(engine_app, sandbox):
+    from shipgear_exchange_plugin.jobs.writeback import send, sweep
+
+    (wid,) = ship(engine_app)
+    with engine_app.app_context():
+        db.session.delete(db.session.get(PluginCompany, (PLUGIN_ID, 1)))
+        db.session.commit()
+        assert send(wid).startswith("waiting")
+        assert sweep()["due"] == 0
+        db.session.add(PluginCompany(plugin_id=PLUGIN_ID, company_id=1))
+        db.session.commit()
+        assert sweep()["due"] == 1
+        assert send(wid) == "sent"
+    assert len(store(sandbox).writes) == 1
+
+
+def test_the_shared_rate_limiter_spans_workers(engine_app):
+    from shipgear_exchange_plugin.connectors import Api
+
+    host = engine_app.extensions["exchange.host"]
+    limits = {"shopify": {None: (1.0, 3)}}
+    one, two = RedisRateLimiter(host.redis(), limits), RedisRateLimiter(host.redis(), limits)
+    waits = [limiter.wait_for(99, "shopify", Api.WRITEBACK) for limiter in (one, two, one, two)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 0.5 < waits[3] <= 1.0
+    assert one.wait_for(99, "woocommerce-unknown", Api.WRITEBACK) == 0.0
