@@ -25,9 +25,10 @@ from flask import (
 from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
 
-from .. import PLUGIN_ID, orders, status
+from .. import PLUGIN_ID, history, orders, status
 from ..host_contract import get_host
-from ..models import MAX_ATTEMPTS, WritebackStatus
+from ..models import MAX_ATTEMPTS, WritebackStatus, utcnow
+from ..plugin import state
 from .forms import OrderFilterForm
 
 VIEW = "ecommerce.view"
@@ -43,10 +44,12 @@ def register(bp: Blueprint) -> None:
     bp.before_request(_require_access)
     bp.context_processor(_template_globals)
     bp.add_app_template_filter(_local_time, "sgx_local")
+    bp.add_app_template_filter(_local_iso, "sgx_local_iso")
     bp.add_url_rule("/", "page", page)
     bp.add_url_rule("/orders/<int:writeback_id>", "shipment", shipment)
     bp.add_url_rule("/orders/export.csv", "export_csv", export_csv)
     bp.add_url_rule("/status.json", "status_json", status_json)
+    bp.add_url_rule("/status", "status_fragment", status_fragment)
 
 
 def _pop_company_id(endpoint, values) -> None:
@@ -97,6 +100,10 @@ def _local_time(value: dt.datetime | None, timezone: str) -> str:
     return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
+def _local_iso(value: str | None, timezone: str) -> str:
+    return _local_time(dt.datetime.fromisoformat(value), timezone) if value else ""
+
+
 def _session():
     return get_host().db.session
 
@@ -128,8 +135,7 @@ def page():
         template,
         form=form,
         rows=rows,
-        panel=status.panel(_session(), g.sgx_company.id),
-        api_labels=status.API_LABELS,
+        **_status_context(),
         selected=selected,
         total=total,
         total_bound=orders.COUNT_BOUND,
@@ -164,9 +170,28 @@ def shipment(writeback_id: int):
     return redirect(url_for(".page", **args))
 
 
+def _status_context() -> dict:
+    host = get_host()
+    try:
+        connection = host.redis()
+    except Exception:  # noqa: BLE001 - no status store: the panel says so
+        connection = None
+    rows, error = status.panel(_session(), connection, g.sgx_company.id,
+                               state(host.app).thresholds)
+    bars = history.slots(_session(), [item.account.id for item in rows], utcnow())
+    return {"panel": rows, "status_error": error, "api_labels": status.API_LABELS,
+            "history": bars}
+
+
+def status_fragment():
+    """The Connection Status panel alone, for its HTMX refresh."""
+    return render_template("shipgear_exchange/_status_panel.html", **_status_context())
+
+
 def status_json():
+    context = _status_context()
     return jsonify({
-        "error": None,
+        "error": context["status_error"],
         "accounts": [
             {
                 "id": item.account.id,
@@ -176,7 +201,7 @@ def status_json():
                                 "last_run_at": api.last_run_at}
                          for name, api in item.apis.items()},
             }
-            for item in status.panel(_session(), g.sgx_company.id)
+            for item in context["panel"]
         ],
     })
 

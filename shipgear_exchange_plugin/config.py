@@ -15,6 +15,17 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_SANDBOX_URL": None,
     # Seconds without any call after which an API's status is None.
     "SHIPGEAR_STATUS_STALE_AFTER": 600,
+    # The status rules of PRODUCT.md section 3 (see status.py).
+    "SHIPGEAR_STATUS_WINDOW": 900,
+    "SHIPGEAR_STATUS_MIN_CALLS": 3,
+    "SHIPGEAR_STATUS_YELLOW_RATE": 0.05,
+    "SHIPGEAR_STATUS_RED_RATE": 0.5,
+    "SHIPGEAR_STATUS_RED_CONSECUTIVE": 3,
+    "SHIPGEAR_STATUS_SLOW_MS": 5000,
+    # Seconds between health probes of each store account's three APIs.
+    "SHIPGEAR_HEALTH_EVERY": 300,
+    # Seconds between product syncs of each store account.
+    "SHIPGEAR_PRODUCTS_EVERY": 21600,
     # Seconds to wait after failed attempt 1, 2, 3 and 4 (the 5th failure is final). The
     # store's own hint (Retry-After, rate-limit headers) wins when it asks for longer.
     "SHIPGEAR_RETRY_SCHEDULE": "60,300,1800,7200",

@@ -91,10 +91,11 @@ def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | 
 
 def enqueue_feed_work(queue: Queue, accounts: list[int], feeds: list[str],
                       now: dt.datetime) -> int:
-    """Feed submissions per Amazon account and polls of feeds, each once per minute at
-    most (the job id carries the minute), skipping those with a live job."""
+    """Feed submissions per Amazon account at most once per 2 minutes (createFeed's
+    usage plan is 0.0083/s) and polls of feeds once a minute (the job id carries the
+    slot), skipping those with a live job."""
     minute = int(now.timestamp()) // 60
-    planned = [("feed", account, f"sgx-feed-{account}-{minute}") for account in accounts]
+    planned = [("feed", account, f"sgx-feed-{account}-{minute // 2}") for account in accounts]
     planned += [("poll", feed, f"sgx-poll-{feed}-{minute}") for feed in feeds]
     if not planned:
         return 0

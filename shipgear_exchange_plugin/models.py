@@ -230,3 +230,18 @@ class AuditEvent(Base):
     target: Mapped[str | None] = mapped_column(sa.String(120))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StatusSample(Base):
+    """One API's colour in one minute: 24 hours of these draw the panel's history (B11)
+    and a change from the previous sample raises an alert."""
+
+    __tablename__ = "sgx_status_history"
+    __table_args__ = (sa.Index("ix_sgx_status_history_minute", "minute"),)
+
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("sgx_store_account.id"),
+                                            primary_key=True)
+    api: Mapped[str] = mapped_column(sa.String(12), primary_key=True)
+    minute: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(sa.String(8))

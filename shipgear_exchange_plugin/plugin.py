@@ -11,7 +11,8 @@ from typing import Any
 
 from flask import url_for
 
-from . import PLUGIN_ID, config, outbox, settings
+from . import PLUGIN_ID, config, outbox, settings, status
+from .callstats import RedisCallRecorder
 from .crypto import CredentialBox
 from .host_contract import CompanyAction, Host, HostCompany, HostUser, ProcessedShipment, hookimpl
 from .manifest import load_manifest
@@ -33,6 +34,7 @@ class PluginState:
         self.credentials = credentials
         self.recorder = None
         self.policy = None
+        self.thresholds = None
 
 
 def state(app) -> PluginState:
@@ -49,7 +51,13 @@ def exchange_init_app(host: Host) -> None:
     # Refuses to start without a valid key: raises EncryptionKeyError saying how to make one.
     credentials = CredentialBox(app.config["SHIPGEAR_ENCRYPTION_KEY"])
     manifest = load_manifest(PLUGIN_MANIFEST)
-    app.extensions[STATE_KEY] = PluginState(manifest, credentials)
+    plugin_state = PluginState(manifest, credentials)
+    plugin_state.thresholds = status.Thresholds.from_config(app.config)
+    plugin_state.recorder = RedisCallRecorder(host.redis(),
+                                              slow_ms=plugin_state.thresholds.slow_ms,
+                                              window_minutes=plugin_state.thresholds
+                                              .window_minutes + 1)
+    app.extensions[STATE_KEY] = plugin_state
     app.register_blueprint(
         create_blueprint(manifest.data["blueprint"]["name"]),
         url_prefix=manifest.data["blueprint"]["url_prefix"],

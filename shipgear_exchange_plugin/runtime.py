@@ -22,10 +22,14 @@ def policy(host: Host) -> Policy:
     return plugin_state.policy
 
 
+def rate_limiter(host: Host) -> RedisRateLimiter:
+    return RedisRateLimiter(host.redis())
+
+
 def writeback_service(host: Host) -> WritebackService:
     return WritebackService(
         host.db.session, state(host.app).credentials, policy=policy(host),
-        throttle=RedisRateLimiter(host.redis()), recorder=state(host.app).recorder)
+        throttle=rate_limiter(host), recorder=state(host.app).recorder)
 
 
 def amazon_feeds(host: Host) -> AmazonFeeds:

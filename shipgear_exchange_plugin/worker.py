@@ -53,7 +53,8 @@ class _ThreadWorker(AppWorker):
 
 
 #: Settings that override a periodic job's manifest interval, by job id.
-INTERVAL_SETTINGS = {"writeback-sweep": "SHIPGEAR_SWEEP_INTERVAL"}
+INTERVAL_SETTINGS = {"writeback-sweep": "SHIPGEAR_SWEEP_INTERVAL",
+                     "health-checks": "SHIPGEAR_HEALTH_EVERY"}
 
 
 def periodic_scheduler(app: Flask, connection: Redis, periodic_jobs: list[dict]) -> CronScheduler:

@@ -27,3 +27,19 @@ document.addEventListener("htmx:beforeSwap", function (event) {
     event.detail.isError = false;
   }
 });
+
+// Connection Status refreshes every 30 s while the tab is visible, when the tab comes
+// back into view, and with the filters' Update button (the panel listens for
+// "sgx:refresh" on the body). A timer here instead of an htmx trigger condition: no eval.
+(function () {
+  var refresh = function () {
+    if (document.visibilityState === "visible" && window.htmx && document.getElementById("status-region")) {
+      window.htmx.trigger(document.body, "sgx:refresh");
+    }
+  };
+  setInterval(refresh, 30000);
+  document.addEventListener("visibilitychange", refresh);
+  document.addEventListener("submit", function (event) {
+    if (event.target.closest && event.target.closest(".sgx-filters")) { refresh(); }
+  });
+})();

@@ -85,6 +85,7 @@ USAGE_PLANS = {
     "create_feed_document": ("createFeedDocument", 0.5, 15),
     "create_feed": ("createFeed", 0.0083, 15),
     "get_feed": ("getFeed", 2, 15),
+    "get_feeds": ("getFeeds", 0.0222, 10),
     "cancel_feed": ("cancelFeed", 2, 15),
     "get_feed_document": ("getFeedDocument", 0.0222, 10),
 }
@@ -753,6 +754,26 @@ def _feed_json(feed: dict) -> dict[str, Any]:
     keys = ("feedId", "feedType", "marketplaceIds", "createdTime", "processingStatus",
             "processingStartTime", "processingEndTime", "resultFeedDocumentId")
     return {k: feed[k] for k in keys if k in feed}
+
+
+@bp.get("/feeds/2021-06-30/feeds")
+def get_feeds():
+    """getFeeds: the newest feeds first, filtered by type and status (one page)."""
+    account = current_account()
+    try:
+        size = int(request.args.get("pageSize", "10"))
+    except ValueError:
+        size = 0
+    if not 1 <= size <= 100:
+        return _invalid("pageSize must be a whole number from 1 to 100.")
+    types = {t for t in request.args.get("feedTypes", "").split(",") if t}
+    wanted = {t for t in request.args.get("processingStatuses", "").split(",") if t}
+    with account.lock:
+        feeds = [_feed(account, feed_id) for feed_id in list(account.feeds)]
+        listed = [_feed_json(f) for f in reversed(feeds)
+                  if (not types or f["feedType"] in types)
+                  and (not wanted or f["processingStatus"] in wanted)]
+    return jsonify(feeds=listed[:size])
 
 
 @bp.get("/feeds/2021-06-30/feeds/<feed_id>")

@@ -1,0 +1,154 @@
+"""Every store call, counted per account and API in Redis (the status engine's input).
+
+One Redis hash per (account, API) holds a field per minute, ``"calls,failed,throttled,
+slow"``, updated atomically by a small Lua script that also drops minutes older than the
+status window; so a status read is one ``HGETALL`` of at most ~16 fields, whatever the
+length of the history (PRODUCT.md §6). The hash also keeps the time and HTTP status of
+the last call, the last failure's text and the last three calls' hard-failure flags
+(connection error, 5xx, 401/403) for the "last 3 calls failed" rule. Keys expire on
+their own a day after the last call.
+
+Recording never fails a job: Redis unreachable, the call still happened, and the miss is
+logged (once a minute at most).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from .connectors.base import Api, CallRecord, Outcome
+
+log = logging.getLogger(__name__)
+
+PREFIX = "sgx:calls"
+KEY_TTL = 86400
+
+_RECORD = """
+local key = KEYS[1]
+local minute = tonumber(ARGV[1])
+local failed, throttled = tonumber(ARGV[2]), tonumber(ARGV[3])
+local slow, hard = tonumber(ARGV[4]), ARGV[5]
+local field = 'm' .. minute
+local current = redis.call('HGET', key, field)
+local n, f, t, s = 0, 0, 0, 0
+if current then
+  local parts = {}
+  for part in string.gmatch(current, '[^,]+') do parts[#parts + 1] = tonumber(part) end
+  n, f, t, s = parts[1], parts[2], parts[3], parts[4]
+else
+  local oldest = minute - tonumber(ARGV[9])
+  for _, name in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(name, 1, 1) == 'm' and tonumber(string.sub(name, 2)) < oldest then
+      redis.call('HDEL', key, name)
+    end
+  end
+end
+local packed = (n + 1) .. ',' .. (f + failed) .. ',' .. (t + throttled) .. ',' .. (s + slow)
+redis.call('HSET', key, field, packed)
+local recent = redis.call('HGET', key, 'recent') or ''
+redis.call('HSET', key, 'recent', string.sub(hard .. recent, 1, 3),
+           'last_at', ARGV[6], 'last_status', ARGV[7])
+if ARGV[8] ~= '' then redis.call('HSET', key, 'last_error', ARGV[8]) end
+redis.call('EXPIRE', key, tonumber(ARGV[10]))
+return 1
+"""
+
+
+def key(account_id: int, api: Api | str) -> str:
+    return f"{PREFIX}:{account_id}:{Api(api).value}"
+
+
+def is_hard_failure(call: CallRecord) -> bool:
+    """Connection errors, 5xx and refused credentials: the 'last 3 calls' Red rule."""
+    if not call.outcome.is_error or call.throttled:
+        return False
+    status = call.http_status
+    return status is None or status >= 500 or status in (401, 403)
+
+
+def describe(call: CallRecord) -> str:
+    if call.http_status is None:
+        return "no answer (timeout or connection error)"
+    return f"HTTP {call.http_status}"
+
+
+class RedisCallRecorder:
+    """The :class:`~.connectors.base.CallRecorder` the plugin uses in web and workers."""
+
+    def __init__(self, connection: Redis, *, slow_ms: int = 5000, window_minutes: int = 16):
+        self.connection = connection
+        self.slow_ms = slow_ms
+        self.window_minutes = window_minutes
+        self._script = connection.register_script(_RECORD)
+        self._last_warning = 0.0
+
+    def record(self, call: CallRecord) -> None:
+        failed = int(call.outcome.is_error and not call.throttled)
+        try:
+            self._script(keys=[key(call.account_id, call.api)], args=[
+                int(call.at.timestamp()) // 60, failed, int(call.throttled),
+                int(call.latency_ms > self.slow_ms), "H" if is_hard_failure(call) else "o",
+                call.at.timestamp(), call.http_status or 0,
+                describe(call) if call.outcome.is_error else "", self.window_minutes, KEY_TTL])
+        except RedisError as exc:
+            if time.monotonic() - self._last_warning > 60:
+                self._last_warning = time.monotonic()
+                log.warning("call to account %s %s not recorded (status store: %s)",
+                            call.account_id, call.api, exc)
+
+
+@dataclass
+class WindowStats:
+    """What the status rules look at for one API of one account."""
+
+    calls: int = 0
+    failed: int = 0
+    throttled: int = 0
+    slow: int = 0
+    last_at: dt.datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    recent_hard: str = ""  # newest first: "H" hard failure, "o" anything else
+    per_minute: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+def parse(raw: dict[bytes, bytes], now: dt.datetime, window_minutes: int) -> WindowStats:
+    stats = WindowStats()
+    newest = int(now.timestamp()) // 60
+    for name, value in raw.items():
+        name = name.decode()
+        if name.startswith("m"):
+            minute = int(name[1:])
+            if newest - window_minutes < minute <= newest:
+                n, f, t, s = (int(v) for v in value.decode().split(","))
+                stats.per_minute[minute] = (n, f, t, s)
+                stats.calls += n
+                stats.failed += f
+                stats.throttled += t
+                stats.slow += s
+    if b"last_at" in raw:
+        stats.last_at = dt.datetime.fromtimestamp(float(raw[b"last_at"]), dt.UTC)
+        stats.last_status = int(raw.get(b"last_status", b"0")) or None
+    if b"last_error" in raw:
+        stats.last_error = raw[b"last_error"].decode()
+    stats.recent_hard = raw.get(b"recent", b"").decode()
+    return stats
+
+
+def read_many(connection: Redis, pairs: list[tuple[int, Api]], now: dt.datetime,
+              window_minutes: int) -> dict[tuple[int, Api], WindowStats]:
+    """Stats of many (account, API) pairs in one round trip. Raises RedisError."""
+    pipe = connection.pipeline(transaction=False)
+    for account_id, api in pairs:
+        pipe.hgetall(key(account_id, api))
+    return {pair: parse(raw, now, window_minutes)
+            for pair, raw in zip(pairs, pipe.execute(), strict=True)}
+
+
+__all__ = ["CallRecord", "Outcome", "RedisCallRecorder", "WindowStats", "read_many"]
