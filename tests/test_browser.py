@@ -12,10 +12,13 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
 from shipgear_exchange_plugin.devhost.seed import seed
+from shipgear_exchange_plugin.jobs.status import probe
+from shipgear_exchange_plugin.models import StoreAccount
 
 pytestmark = pytest.mark.browser
 
@@ -127,7 +130,7 @@ def test_login_then_my_companies_shows_the_plugin_button_where_enabled(page):
     expect(company_row(page, "Cobalt Supply Co.")).to_contain_text("No plugin actions")
 
 
-def test_plugin_page_shows_status_panel_and_orders(admin_page, tmp_path):
+def test_plugin_page_shows_status_panel_and_orders(admin_page):
     page = admin_page
     open_acme(page)
     expect(page.get_by_role("heading", name="Connection Status")).to_be_visible()
@@ -144,6 +147,53 @@ def test_plugin_page_shows_status_panel_and_orders(admin_page, tmp_path):
     tracking = failed_row.locator("td").nth(4).inner_text()
     failed_row.click()
     expect(page.locator("#shipment-region")).to_contain_text(tracking)
+
+
+@pytest.fixture
+def coloured_server(browser, make_app, sandbox):
+    """The host with its store accounts on the sandbox, after health probes that left
+    Acme's accounts in four colours: Amazon green, Shopify red (credentials refused),
+    WooCommerce yellow (throttled), BigCommerce none (not probed yet)."""
+    app = make_app(SHIPGEAR_SANDBOX_URL=sandbox.url)
+    with app.app_context():
+        seed(app, companies=3, shipments=300)
+    for platform, faults in (("shopify", {"auth_refused": True}),
+                             ("woocommerce", {"throttle": True})):
+        requests.put(f"{sandbox.url}/_sandbox/{platform}/c1/faults", json=faults, timeout=5)
+
+    def probe_company_1(platforms):
+        with app.app_context():
+            session = app.extensions["exchange.host"].db.session
+            for account in session.query(StoreAccount).filter_by(company_id=1).all():
+                if account.platform in platforms:
+                    for _ in range(3):
+                        probe(account.id)
+
+    probe_company_1({"amazon", "shopify", "woocommerce"})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", probe_company_1
+    server.shutdown()
+    thread.join(timeout=10)
+    server.server_close()
+
+
+def test_status_panel_shows_four_colours_and_refreshes_in_place(browser, coloured_server,
+                                                                sandbox, tmp_path):
+    base, probe_company_1 = coloured_server
+    context = browser.new_context(base_url=base, viewport=VIEWPORT)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    sign_in(page, "admin", "demo")
+    open_acme(page)
+    panel = page.locator("#status-region")
+    for name, colour in (("Amazon US", "Green"), ("Shopify store", "Red"),
+                         ("WooCommerce shop", "Yellow"), ("BigCommerce store", "None")):
+        badges = panel.locator(".sgx-account").filter(has_text=name).locator(".badge")
+        expect(badges).to_have_text([colour] * 3)
+    expect(panel.locator(".sgx-account").filter(has_text="Shopify store")).to_contain_text(
+        "The last 3 calls failed; last: HTTP 401.")
     if os.environ.get("SHIPGEAR_UPDATE_SCREENSHOT") == "1":
         target = ROOT / "docs" / "screenshot.png"
         target.parent.mkdir(exist_ok=True)
@@ -151,6 +201,17 @@ def test_plugin_page_shows_status_panel_and_orders(admin_page, tmp_path):
         target = tmp_path / "screenshot.png"
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
+
+    page.evaluate("window.__marker = 1")
+    requests.put(f"{sandbox.url}/_sandbox/bigcommerce/c1/faults", json={"outage": "down"},
+                 timeout=5)
+    probe_company_1({"bigcommerce"})
+    with page.expect_response(lambda r: r.url.endswith("/ecommerce/status")):
+        page.get_by_role("button", name="Update").click()
+    big = panel.locator(".sgx-account").filter(has_text="BigCommerce store").locator(".badge")
+    expect(big).to_have_text(["Red"] * 3)
+    assert page.evaluate("window.__marker") == 1, "the status refresh reloaded the page"
+    context.close()
 
 
 def test_status_filter_refreshes_the_grid_with_htmx(admin_page):
