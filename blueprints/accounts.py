@@ -9,13 +9,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
+from .. import settings
 from ..connectors import connector_class
 from ..credentials import set_credentials
 from ..health import probe_account
 from ..host_contract import get_host
 from ..models import AuditEvent, StoreAccount
 from ..plugin import state
-from .forms import ConfirmForm, credentials_form
+from .forms import AlertsForm, ConfirmForm, credentials_form
 
 MANAGE = "ecommerce.manage"
 #: An admin waits for the test: keep it short (connect, read) per call.
@@ -28,6 +29,7 @@ def register(bp: Blueprint) -> None:
                     save_credentials, methods=["POST"])
     bp.add_url_rule("/accounts/<int:account_id>/test", "test_connection", test_connection,
                     methods=["POST"])
+    bp.add_url_rule("/accounts/alerts", "save_alerts", save_alerts, methods=["POST"])
 
 
 def _require_manage() -> None:
@@ -64,13 +66,49 @@ def _forms(accounts, failed: StoreAccount | None = None, failed_form=None):
     return forms
 
 
+def _page(status: int = 200, **context):
+    """The accounts page; ``context`` overrides the defaults (a form with errors...)."""
+    items = _company_accounts()
+    values = {"accounts": items, "forms": _forms(items), "test_form": ConfirmForm(),
+              "results": {}, "alerts_form": None, "saved": None, "alerts_saved": False}
+    values.update(context)
+    if values["alerts_form"] is None:
+        values["alerts_form"] = _alerts_form()
+    if "failed" in values:
+        account, form = values.pop("failed")
+        values["forms"] = _forms(items, account, form)
+    return render_template("shipgear_exchange/accounts.html", **values), status
+
+
+def _alerts_form(formdata=None) -> AlertsForm:
+    current = settings.values(_session(), state(get_host().app).manifest, g.sgx_company.id)
+    form = AlertsForm(formdata=formdata)
+    if formdata is None:
+        form.alert_webhook_url.data = current.get("alert_webhook_url") or ""
+    return form
+
+
 def accounts():
     _require_manage()
-    items = _company_accounts()
-    saved = next((a for a in items if str(a.id) == request.args.get("saved")), None)
-    return render_template("shipgear_exchange/accounts.html", accounts=items,
-                           forms=_forms(items), test_form=ConfirmForm(), results={},
-                           saved=saved)
+    saved = next((a for a in _company_accounts() if str(a.id) == request.args.get("saved")),
+                 None)
+    return _page(saved=saved, alerts_saved=request.args.get("alerts") == "saved")
+
+
+def save_alerts():
+    """The company's webhook for Connection Status changes; audited."""
+    _require_manage()
+    form = AlertsForm()
+    if not form.validate_on_submit():
+        return _page(400, alerts_form=form)
+    url = form.alert_webhook_url.data or None
+    settings.update(_session(), state(get_host().app).manifest, g.sgx_company.id,
+                    {"alert_webhook_url": url})
+    _session().add(AuditEvent(
+        company_id=g.sgx_company.id, user_id=g.sgx_user.id, username=g.sgx_user.username,
+        action="settings.alert_webhook", detail={"url": url}))
+    _session().commit()
+    return redirect(url_for(".accounts", alerts="saved"))
 
 
 def save_credentials(account_id: int):
@@ -79,10 +117,7 @@ def save_credentials(account_id: int):
     fields = connector_class(account.platform).credential_fields
     form = credentials_form(fields, formdata=request.form)
     if not form.validate():
-        items = _company_accounts()
-        return render_template("shipgear_exchange/accounts.html", accounts=items,
-                               forms=_forms(items, account, form), test_form=ConfirmForm(),
-                               results={}), 400
+        return _page(400, failed=(account, form))
     set_credentials(state(get_host().app).credentials, account,
                     {name: form[name].data for name in fields})
     _session().add(AuditEvent(
@@ -102,7 +137,4 @@ def test_connection(account_id: int):
     if request.headers.get("HX-Request") == "true":
         return render_template("shipgear_exchange/_connection_test.html", account=account,
                                results=results)
-    items = _company_accounts()
-    return render_template("shipgear_exchange/accounts.html", accounts=items,
-                           forms=_forms(items), test_form=ConfirmForm(),
-                           results={account.id: results})
+    return _page(results={account.id: results})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import request
 from flask_wtf import FlaskForm
-from wtforms import DateField, Form, PasswordField, SelectMultipleField, StringField
+from wtforms import DateField, Form, PasswordField, SelectMultipleField, StringField, URLField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import URL, DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..models import WritebackStatus
@@ -74,3 +74,15 @@ class BulkRetryForm(FlaskForm):
         if len(values) > MAX_BULK:
             raise ValidationError(f"Retry at most {MAX_BULK} orders at once.")
         self.id_list = sorted({int(v) for v in values})
+
+
+class AlertsForm(FlaskForm):
+    """Where Connection Status changes are posted (a company setting)."""
+
+    alert_webhook_url = URLField("Webhook URL", validators=[
+        Optional(), Length(max=500),
+        URL(require_tld=False, message="Enter a full http:// or https:// address.")])
+
+    def validate_alert_webhook_url(self, field):
+        if field.data and not field.data.lower().startswith(("http://", "https://")):
+            raise ValidationError("Enter a full http:// or https:// address.")

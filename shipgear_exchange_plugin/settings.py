@@ -25,3 +25,18 @@ def describe(session: Session, manifest: Manifest, company_id: int) -> list[dict
         {"key": s["key"], "label": s["label"], "type": s["type"], "value": current[s["key"]]}
         for s in manifest.data["settings"]
     ]
+
+
+def update(session: Session, manifest: Manifest, company_id: int,
+           changes: dict[str, Any]) -> dict[str, Any]:
+    """Store new values for declared settings (unknown keys are refused); no commit."""
+    known = manifest.setting_defaults()
+    unknown = set(changes) - set(known)
+    if unknown:
+        raise KeyError(f"unknown settings: {', '.join(sorted(unknown))}")
+    row = session.get(CompanySettings, company_id)
+    if row is None:
+        row = CompanySettings(company_id=company_id, values={})
+        session.add(row)
+    row.values = {**row.values, **changes}
+    return row.values

@@ -84,3 +84,27 @@ def test_connection_test_reports_each_api(make_app, sandbox):
                  timeout=5)
     html = client.post(f"/companies/1/ecommerce/accounts/{woo.id}/test").get_data(as_text=True)
     assert html.count("Credentials refused") == 3
+
+
+def test_the_alert_webhook_is_an_audited_admin_setting(seeded, client_as):
+    from shipgear_exchange_plugin import settings
+    from shipgear_exchange_plugin.plugin import state
+
+    admin = client_as("admin")
+    bad = admin.post("/companies/1/ecommerce/accounts/alerts",
+                     data={"alert_webhook_url": "ftp://example.com/x"})
+    assert bad.status_code == 400 and "full http:// or https://" in bad.get_data(True)
+    ok = admin.post("/companies/1/ecommerce/accounts/alerts",
+                    data={"alert_webhook_url": "https://hooks.example.com/sgx"})
+    assert ok.status_code == 302
+    html = admin.get(ok.headers["Location"]).get_data(as_text=True)
+    assert "Alert webhook saved." in html and "https://hooks.example.com/sgx" in html
+    assert client_as("viewer").post("/companies/1/ecommerce/accounts/alerts", data={
+        "alert_webhook_url": "https://evil.example.com"}).status_code == 403
+    with seeded.app_context():
+        values = settings.values(db.session, state(seeded).manifest, 1)
+        assert values["alert_webhook_url"] == "https://hooks.example.com/sgx"
+        assert settings.values(db.session, state(seeded).manifest, 2)["alert_webhook_url"] is None
+        event = db.session.execute(sa.select(AuditEvent).where(
+            AuditEvent.action == "settings.alert_webhook")).scalar_one()
+        assert event.username == "admin"
