@@ -12,11 +12,19 @@ from ..paths import STATIC_DIR, TEMPLATES_DIR
 
 def create_blueprint(name: str) -> Blueprint:
     """The plugin's blueprint, named as the manifest says."""
-    from . import accounts, actions, ecommerce
+    from . import accounts, actions, ecommerce, products
 
     bp = Blueprint(name, __name__, template_folder=str(TEMPLATES_DIR),
                    static_folder=str(STATIC_DIR), static_url_path="/static")
     ecommerce.register(bp)
     accounts.register(bp)
     actions.register(bp)
+    products.register(bp)
     return bp
+
+
+def create_metrics_blueprint(path: str) -> Blueprint:
+    """``/metrics`` for Prometheus, outside the per-company pages."""
+    from .metrics import create_metrics_blueprint as create
+
+    return create(path)

@@ -22,7 +22,8 @@ document.addEventListener("htmx:beforeRequest", function (event) {
 // (htmx 2 does not swap 4xx responses by default).
 document.addEventListener("htmx:beforeSwap", function (event) {
   var status = event.detail.xhr.status, target = event.detail.target.id;
-  if ((status === 400 && target === "orders-region") || (status === 409 && target === "shipment-region")) {
+  if ((status === 400 && (target === "orders-region" || target === "products-region")) ||
+      (status === 409 && target === "shipment-region")) {
     event.detail.shouldSwap = true;
     event.detail.isError = false;
   }
