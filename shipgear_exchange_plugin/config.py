@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_FEED_THRESHOLD": 25,
     # Seconds between checks of a submitted Amazon feed's processing status.
     "SHIPGEAR_FEED_POLL_EVERY": 30,
+    # /metrics (Prometheus) answers only with this bearer token; unset: no metrics.
+    "SHIPGEAR_METRICS_TOKEN": None,
+    "SHIPGEAR_METRICS_PATH": "/metrics",
     # (connect, read) seconds for every store call.
     "SHIPGEAR_HTTP_TIMEOUT": "3.05,15",
 }

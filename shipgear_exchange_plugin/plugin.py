@@ -43,7 +43,7 @@ def state(app) -> PluginState:
 
 @hookimpl
 def exchange_init_app(host: Host) -> None:
-    from .blueprints import create_blueprint
+    from .blueprints import create_blueprint, create_metrics_blueprint
 
     app = host.app
     config.apply_defaults(app.config)
@@ -62,6 +62,7 @@ def exchange_init_app(host: Host) -> None:
         create_blueprint(manifest.data["blueprint"]["name"]),
         url_prefix=manifest.data["blueprint"]["url_prefix"],
     )
+    app.register_blueprint(create_metrics_blueprint(app.config["SHIPGEAR_METRICS_PATH"]))
     outbox.enqueue_after_commit()
 
 
