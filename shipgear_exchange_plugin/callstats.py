@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -57,6 +57,34 @@ redis.call('HSET', key, 'recent', string.sub(hard .. recent, 1, 3),
 if ARGV[8] ~= '' then redis.call('HSET', key, 'last_error', ARGV[8]) end
 redis.call('EXPIRE', key, tonumber(ARGV[10]))
 return 1
+"""
+
+
+# Sums each hash's minutes inside the window on the server, so a read of 600 APIs moves
+# 600 short rows instead of 12,000 fields. KEYS: the hashes; ARGV: newest minute, window.
+_READ = """
+local newest, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i, k in ipairs(KEYS) do
+  local flat = redis.call('HGETALL', k)
+  local n, f, t, s = 0, 0, 0, 0
+  local last_at, last_status, last_error, recent = '', '0', '', ''
+  for j = 1, #flat, 2 do
+    local name, value = flat[j], flat[j + 1]
+    if string.sub(name, 1, 1) == 'm' then
+      local minute = tonumber(string.sub(name, 2))
+      if minute and minute > newest - window and minute <= newest then
+        local a, b, c, d = string.match(value, '(%d+),(%d+),(%d+),(%d+)')
+        n, f, t, s = n + a, f + b, t + c, s + d
+      end
+    elseif name == 'last_at' then last_at = value
+    elseif name == 'last_status' then last_status = value
+    elseif name == 'last_error' then last_error = value
+    elseif name == 'recent' then recent = value end
+  end
+  out[i] = {n, f, t, s, last_at, last_status, last_error, recent}
+end
+return out
 """
 
 
@@ -115,40 +143,29 @@ class WindowStats:
     last_status: int | None = None
     last_error: str | None = None
     recent_hard: str = ""  # newest first: "H" hard failure, "o" anything else
-    per_minute: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
-
-
-def parse(raw: dict[bytes, bytes], now: dt.datetime, window_minutes: int) -> WindowStats:
-    stats = WindowStats()
-    newest = int(now.timestamp()) // 60
-    for name, value in raw.items():
-        name = name.decode()
-        if name.startswith("m"):
-            minute = int(name[1:])
-            if newest - window_minutes < minute <= newest:
-                n, f, t, s = (int(v) for v in value.decode().split(","))
-                stats.per_minute[minute] = (n, f, t, s)
-                stats.calls += n
-                stats.failed += f
-                stats.throttled += t
-                stats.slow += s
-    if b"last_at" in raw:
-        stats.last_at = dt.datetime.fromtimestamp(float(raw[b"last_at"]), dt.UTC)
-        stats.last_status = int(raw.get(b"last_status", b"0")) or None
-    if b"last_error" in raw:
-        stats.last_error = raw[b"last_error"].decode()
-    stats.recent_hard = raw.get(b"recent", b"").decode()
-    return stats
 
 
 def read_many(connection: Redis, pairs: list[tuple[int, Api]], now: dt.datetime,
               window_minutes: int) -> dict[tuple[int, Api], WindowStats]:
-    """Stats of many (account, API) pairs in one round trip. Raises RedisError."""
-    pipe = connection.pipeline(transaction=False)
-    for account_id, api in pairs:
-        pipe.hgetall(key(account_id, api))
-    return {pair: parse(raw, now, window_minutes)
-            for pair, raw in zip(pairs, pipe.execute(), strict=True)}
+    """Stats of many (account, API) pairs in one round trip, summed by Redis itself.
+    Raises RedisError. (All keys in one script: a single Redis, not Redis Cluster.)"""
+    if not pairs:
+        return {}
+    script = connection.register_script(_READ)  # EVALSHA, loaded once per server
+    rows = script(keys=[key(a, api) for a, api in pairs],
+                  args=[int(now.timestamp()) // 60, window_minutes])
+    result = {}
+    for pair, (n, f, t, s, last_at, last_status, last_error, recent) in zip(
+            pairs, rows, strict=True):
+        stats = WindowStats(calls=int(n), failed=int(f), throttled=int(t), slow=int(s),
+                            recent_hard=recent.decode())
+        if last_at:
+            stats.last_at = dt.datetime.fromtimestamp(float(last_at), dt.UTC)
+            stats.last_status = int(last_status) or None
+        if last_error:
+            stats.last_error = last_error.decode()
+        result[pair] = stats
+    return result
 
 
 __all__ = ["CallRecord", "Outcome", "RedisCallRecorder", "WindowStats", "read_many"]
