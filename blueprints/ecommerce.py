@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -48,6 +49,7 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/", "page", page)
     bp.add_url_rule("/orders/<int:writeback_id>", "shipment", shipment)
     bp.add_url_rule("/orders/export.csv", "export_csv", export_csv)
+    bp.add_url_rule("/orders.json", "orders_json", orders_json)
     bp.add_url_rule("/status.json", "status_json", status_json)
     bp.add_url_rule("/status", "status_fragment", status_fragment)
 
@@ -108,40 +110,110 @@ def _session():
     return get_host().db.session
 
 
-def _parse_filters(args: MultiDict) -> tuple[OrderFilterForm, orders.OrderFilter | None]:
+@dataclass
+class GridQuery:
+    """The grid's parsed request: the form (with its errors), the filter, the decoded
+    cursor and the page size. ``flt`` is None when the input was refused."""
+
+    form: OrderFilterForm
+    flt: orders.OrderFilter | None
+    after: list | None = None
+    limit: int = orders.PAGE_SIZE
+
+    def error_message(self) -> str:
+        return "; ".join(f"{self.form[name].label.text}: {' '.join(errors)}"
+                         for name, errors in self.form.errors.items())
+
+
+def _cursor_codec() -> orders.CursorCodec:
+    return orders.CursorCodec(current_app.config["SECRET_KEY"])
+
+
+def _parse_filters(args: MultiDict) -> GridQuery:
     form = OrderFilterForm(args)
+    form.account.choices = [(a.id, a.name) for a in status.accounts(_session(),
+                                                                   g.sgx_company.id)]
     if not form.validate():
-        return form, None
-    return form, orders.OrderFilter(
+        return GridQuery(form, None)
+    flt = orders.OrderFilter(
         statuses=tuple(form.status.data or ()),
         date_from=form.date_from.data,
         date_to=form.date_to.data,
         timezone=g.sgx_company.timezone,
+        accounts=tuple(form.account.data or ()),
+        search=(form.q.data or "").strip(),
+        sort=form.sort.data,
     )
+    after = None
+    if form.after.data:
+        try:
+            after = _cursor_codec().decode(flt, form.after.data)
+        except orders.CursorError as exc:
+            form.after.errors = [str(exc)]
+            return GridQuery(form, None)
+    return GridQuery(form, flt, after, form.limit.data or orders.PAGE_SIZE)
+
+
+def _grid_args(exclude: tuple[str, ...] = ("selected", "after")) -> dict[str, list[str]]:
+    return {k: v for k, v in request.args.to_dict(flat=False).items() if k not in exclude}
 
 
 def page():
-    form, flt = _parse_filters(request.args)
-    rows, total = [], None
-    if flt is not None:
-        rows = orders.page(_session(), g.sgx_company.id, flt)
-        total = orders.count_bounded(_session(), g.sgx_company.id, flt)
+    query = _parse_filters(request.args)
+    rows, total, next_cursor = [], None, None
+    if query.flt is not None:
+        rows, more = orders.page(_session(), g.sgx_company.id, query.flt, query.limit,
+                                 query.after)
+        total = orders.count_bounded(_session(), g.sgx_company.id, query.flt)
+        if more and rows:
+            next_cursor = _cursor_codec().encode(query.flt, rows[-1])
     selected = None
     selected_id = request.args.get("selected", "")
     if selected_id.isdigit():
         selected = shipment_context(int(selected_id))
     template = "shipgear_exchange/_grid.html" if _is_htmx_grid() else "shipgear_exchange/page.html"
+    sort = query.flt.sort if query.flt else orders.DEFAULT_SORT
     return render_template(
         template,
-        form=form,
+        form=query.form,
         rows=rows,
         **_status_context(),
         selected=selected,
         total=total,
         total_bound=orders.COUNT_BOUND,
-        export_args={k: v for k, v in request.args.to_dict(flat=False).items()
-                     if k != "selected"},
-    ), 200 if flt is not None else 400
+        sort=sort,
+        sort_keys=orders.SORTS,
+        grid_args=_grid_args(("selected", "after", "sort")),
+        export_args=_grid_args(),
+        page_args=_grid_args(("selected",)),
+        next_cursor=next_cursor,
+        on_later_page=query.after is not None,
+    ), 200 if query.flt is not None else 400
+
+
+def orders_json():
+    """``orders.json``: the grid's rows as JSON, same parameters, cursor paging."""
+    query = _parse_filters(request.args)
+    if query.flt is None:
+        return jsonify({"error": query.error_message()}), 400
+    rows, more = orders.page(_session(), g.sgx_company.id, query.flt, query.limit, query.after)
+    return jsonify({
+        "items": [_row_json(row) for row in rows],
+        "next": _cursor_codec().encode(query.flt, rows[-1]) if more and rows else None,
+    })
+
+
+def _row_json(row) -> dict:
+    return {
+        "id": row.id, "order_id": row.order_id, "account": row.account.name,
+        "account_id": row.account_id, "platform": row.account.platform,
+        "ship_date": row.ship_date.isoformat(), "carrier": row.carrier,
+        "service": row.service, "tracking_number": row.tracking_number,
+        "shipped_quantity": row.shipped_quantity, "status": row.status,
+        "error_count": row.error_count,
+        "last_attempt_at": row.last_attempt_at.isoformat() if row.last_attempt_at else None,
+        "last_error": row.last_error,
+    }
 
 
 def _is_htmx_grid() -> bool:
@@ -222,10 +294,10 @@ def _csv_cell(value) -> str:
 
 
 def export_csv():
-    form, flt = _parse_filters(request.args)
+    query = _parse_filters(request.args)
+    flt = query.flt
     if flt is None:
-        messages = "; ".join(f"{name}: {' '.join(errs)}" for name, errs in form.errors.items())
-        return jsonify({"error": f"Invalid filter: {messages}"}), 400
+        return jsonify({"error": f"Invalid filter: {query.error_message()}"}), 400
     company_id = g.sgx_company.id
     session = _session()
 

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from flask import request
 from flask_wtf import FlaskForm
-from wtforms import DateField, Form, PasswordField, SelectMultipleField, StringField, URLField
+from wtforms import (
+    DateField,
+    Form,
+    IntegerField,
+    PasswordField,
+    SelectMultipleField,
+    StringField,
+    URLField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import URL, DataRequired, Length, Optional, ValidationError
+from wtforms.validators import (
+    URL,
+    DataRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..models import WritebackStatus
+from ..orders import MAX_PAGE_SIZE, parse_sort
 
 MAX_BULK = 1000
 STATUS_CHOICES = [SelectChoice(s.value, s.value.capitalize()) for s in WritebackStatus]
@@ -25,16 +41,47 @@ class MultiCheckboxField(SelectMultipleField):
         super().process_formdata(values)
 
 
+class AccountsField(SelectMultipleField):
+    """Account ids; "All accounts" sends an empty value, which means no account filter."""
+
+    def process_formdata(self, valuelist):
+        values = [v for raw in valuelist for v in raw.split(",") if v.strip()]
+        try:
+            self.data = [int(v) for v in values]
+        except ValueError:
+            self.data = []
+            raise ValueError("Choose accounts by their ids (whole numbers).") from None
+
+
 class OrderFilterForm(Form):
-    """The grid's filters (GET, so no CSRF)."""
+    """The grid's filters, sort and page (GET, so no CSRF). ``account`` choices are the
+    company's accounts, set by the view: another company's account id is refused."""
 
     status = MultiCheckboxField("Status", choices=STATUS_CHOICES, validate_choice=True)
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
+    account = AccountsField("Account", coerce=int, validate_choice=True)
+    q = StringField("Search", validators=[Optional(), Length(
+        max=100, message="Search for at most 100 characters (an order id or a tracking "
+                         "number, or their beginning).")])
+    sort = StringField("Sort")
+    after = StringField("Page")
+    limit = IntegerField("Rows", validators=[Optional(), NumberRange(
+        min=1, max=MAX_PAGE_SIZE, message=f"Ask for 1 to {MAX_PAGE_SIZE} rows.")])
 
     def validate_date_to(self, field):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("'To' is before 'From'.")
+
+    def validate_sort(self, field):
+        try:
+            field.data = parse_sort(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_q(self, field):
+        if field.data and any(ord(c) < 32 for c in field.data):
+            raise ValidationError("Search text cannot hold control characters.")
 
 
 class CredentialsForm(FlaskForm):

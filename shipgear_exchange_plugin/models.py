@@ -126,6 +126,14 @@ class Writeback(Base):
         sa.Index("ix_sgx_writeback_company_status_ship_date", "company_id", "status",
                  "ship_date", "id"),
         sa.Index("ix_sgx_writeback_due", "status", "next_attempt_at"),
+        # One index per grid sort (orders.SORTS), so every sort is an index scan.
+        sa.Index("ix_sgx_writeback_sort_order", "company_id", "order_id", "id"),
+        sa.Index("ix_sgx_writeback_sort_account", "company_id", "account_id", "id"),
+        sa.Index("ix_sgx_writeback_sort_carrier", "company_id", "carrier", "service", "id"),
+        sa.Index("ix_sgx_writeback_sort_tracking", "company_id", "tracking_number", "id"),
+        sa.Index("ix_sgx_writeback_sort_qty", "company_id", "shipped_quantity", "id"),
+        sa.Index("ix_sgx_writeback_sort_errors", "company_id", "error_count", "id"),
+        sa.Index("ix_sgx_writeback_sort_last_attempt", "company_id", "last_attempt_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

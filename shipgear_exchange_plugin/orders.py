@@ -1,6 +1,10 @@
-"""Queries behind the orders grid, the shipment panel and the export.
+"""Queries behind the orders grid, orders.json, the shipment panel and the export.
 
 Always scoped by ``company_id``: no function here can return another company's row.
+
+Every grid column sorts, both ways, with a stable tie-break, and pages by keyset: the
+cursor carries the last row's sort values, so page 10,000 costs what page 1 does, and an
+index ``(company_id, <sort columns>, id)`` stands behind each sort (migration 0004).
 """
 
 from __future__ import annotations
@@ -13,11 +17,32 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Attempt, Writeback
+from .models import Attempt, UTCDateTime, Writeback
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 #: Counting stops here: beyond it the grid says "10,000+" instead of scanning every row.
 COUNT_BOUND = 10_000
+
+#: Sort key -> the columns it orders by (the row id is always the last tie-break).
+SORTS: dict[str, tuple[sa.Column, ...]] = {
+    "order": (Writeback.order_id,),
+    "account": (Writeback.account_id,),
+    "ship_date": (Writeback.ship_date,),
+    "carrier": (Writeback.carrier, Writeback.service),
+    "tracking": (Writeback.tracking_number,),
+    "qty": (Writeback.shipped_quantity,),
+    "status": (Writeback.status, Writeback.ship_date),
+    "errors": (Writeback.error_count,),
+    "last_attempt": (Writeback.last_attempt_at,),
+}
+DEFAULT_SORT = "-ship_date"
+#: The one nullable sort column: never-attempted rows.
+NULLABLE = {"last_attempt"}
+
+
+class CursorError(ValueError):
+    """A cursor that was not made by this query (tampered, stale or from another sort)."""
 
 
 @dataclass(frozen=True)
@@ -27,40 +52,175 @@ class OrderFilter:
     date_to: dt.date | None = None
     timezone: str = "UTC"
     accounts: tuple[int, ...] = field(default=())
+    #: Matches the start of an order id or a tracking number (case-insensitive).
+    search: str = ""
+    sort: str = DEFAULT_SORT
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+
+def parse_sort(raw: str | None) -> str:
+    """A valid sort (``key`` or ``-key``), or ValueError naming the valid keys."""
+    value = (raw or DEFAULT_SORT).strip()
+    if value.lstrip("-") not in SORTS or value.count("-") > 1 or "-" in value[1:]:
+        raise ValueError(f"Unknown sort {value[:40]!r}; sort by one of: "
+                         f"{', '.join(SORTS)} (prefix - for descending).")
+    return value
 
 
 def _day_start_utc(day: dt.date, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(dt.UTC)
 
 
-def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
-    """The grid's query: the company's write-backs matching ``flt``, newest ship date first.
-
-    Dates are calendar days in the company's time zone; stored times are UTC.
-    """
+def _where(company_id: int, flt: OrderFilter) -> list:
     tz = ZoneInfo(flt.timezone)
-    query = sa.select(Writeback).where(Writeback.company_id == company_id)
+    conditions = [Writeback.company_id == company_id]
     if flt.statuses:
-        query = query.where(Writeback.status.in_(flt.statuses))
+        conditions.append(Writeback.status.in_(flt.statuses))
     if flt.accounts:
-        query = query.where(Writeback.account_id.in_(flt.accounts))
+        conditions.append(Writeback.account_id.in_(flt.accounts))
     if flt.date_from is not None:
-        query = query.where(Writeback.ship_date >= _day_start_utc(flt.date_from, tz))
+        conditions.append(Writeback.ship_date >= _day_start_utc(flt.date_from, tz))
     if flt.date_to is not None:
         next_day = flt.date_to + dt.timedelta(days=1)
-        query = query.where(Writeback.ship_date < _day_start_utc(next_day, tz))
-    return query.order_by(Writeback.ship_date.desc(), Writeback.id.desc())
+        conditions.append(Writeback.ship_date < _day_start_utc(next_day, tz))
+    if flt.search:
+        text = flt.search.strip()
+        conditions.append(sa.or_(
+            Writeback.order_id.startswith(text, autoescape=True),
+            Writeback.tracking_number.startswith(text.upper(), autoescape=True),
+            Writeback.tracking_number.startswith(text, autoescape=True)))
+    return conditions
 
 
-def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_SIZE):
-    return session.execute(filtered(company_id, flt).limit(limit)).scalars().all()
+def _nulls_first_ascending(session: Session) -> bool:
+    """Where the index puts NULLs when read ascending: SQLite first, PostgreSQL last."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _ordering(flt: OrderFilter):
+    columns = (*SORTS[flt.sort_key], Writeback.id)
+    return [c.desc() if flt.descending else c.asc() for c in columns]
+
+
+def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
+    """The grid's query: the company's write-backs matching ``flt``, in the grid's order.
+    Dates are calendar days in the company's time zone; stored times are UTC."""
+    return sa.select(Writeback).where(*_where(company_id, flt)).order_by(*_ordering(flt))
+
+
+def _after(flt: OrderFilter, values: list, nulls_first_asc: bool):
+    """Rows strictly after the cursor's row in the grid's order (row-value comparison
+    spelled out, so both databases can use the index)."""
+    columns = (*SORTS[flt.sort_key], Writeback.id)
+    desc = flt.descending
+
+    def beyond(column, value):
+        return column < value if desc else column > value
+
+    if flt.sort_key in NULLABLE:
+        column, (value, row_id) = columns[0], values
+        nulls_come_first = nulls_first_asc != desc
+        if value is None:
+            tail = Writeback.id < row_id if desc else Writeback.id > row_id
+            same_null = sa.and_(column.is_(None), tail)
+            return sa.or_(same_null, column.is_not(None)) if nulls_come_first else same_null
+        later = sa.or_(beyond(column, value), sa.and_(column == value, beyond(Writeback.id,
+                                                                             row_id)))
+        return sa.or_(later, column.is_(None)) if not nulls_come_first else sa.and_(
+            column.is_not(None), later)
+    clause = beyond(columns[-1], values[-1])
+    for column, value in reversed(list(zip(columns[:-1], values[:-1], strict=True))):
+        clause = sa.or_(beyond(column, value), sa.and_(column == value, clause))
+    return clause
+
+
+def _cursor_values(flt: OrderFilter, row: Writeback) -> list:
+    values = [getattr(row, c.key) for c in SORTS[flt.sort_key]] + [row.id]
+    return [v.isoformat() if isinstance(v, dt.datetime) else v for v in values]
+
+
+def _decode_values(flt: OrderFilter, raw: list) -> list:
+    columns = (*SORTS[flt.sort_key], Writeback.id)
+    if not isinstance(raw, list) or len(raw) != len(columns):
+        raise CursorError("This page link does not fit the current sort; start again.")
+    values = []
+    for column, value in zip(columns, raw, strict=True):
+        python_type = _python_type(column)
+        if value is None and column.nullable:
+            values.append(None)
+        elif python_type is dt.datetime and isinstance(value, str):
+            try:
+                values.append(dt.datetime.fromisoformat(value))
+            except ValueError:
+                raise CursorError("This page link is damaged; start again.") from None
+        elif _plain_value_ok(python_type, value):
+            values.append(value)
+        else:
+            raise CursorError("This page link is damaged; start again.")
+    return values
+
+
+def _python_type(column) -> type:
+    if isinstance(column.type, (UTCDateTime, sa.DateTime)):
+        return dt.datetime
+    if isinstance(column.type, sa.Integer):
+        return int
+    return str
+
+
+def _plain_value_ok(python_type: type, value) -> bool:
+    if python_type is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return python_type is str and isinstance(value, str) and len(value) <= 200
+
+
+class CursorCodec:
+    """Cursors are signed (the app's secret), so a tampered one is refused, not run."""
+
+    def __init__(self, secret: str) -> None:
+        from itsdangerous import URLSafeSerializer
+
+        self.serializer = URLSafeSerializer(secret, salt="sgx-orders-cursor")
+
+    def encode(self, flt: OrderFilter, row: Writeback) -> str:
+        return self.serializer.dumps([flt.sort, _cursor_values(flt, row)])
+
+    def decode(self, flt: OrderFilter, token: str) -> list:
+        from itsdangerous import BadSignature
+
+        if len(token) > 2000:
+            raise CursorError("This page link is too long; start again.")
+        try:
+            sort, values = self.serializer.loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise CursorError("This page link is damaged; start again.") from None
+        if sort != flt.sort:
+            raise CursorError("This page link belongs to another sort; start again.")
+        return _decode_values(flt, values)
+
+
+def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_SIZE,
+         after: list | None = None) -> tuple[list[Writeback], bool]:
+    """One page of rows after the cursor values (or the first page); and whether more
+    rows follow."""
+    query = filtered(company_id, flt)
+    if after is not None:
+        query = query.where(_after(flt, after, _nulls_first_ascending(session)))
+    rows = session.execute(query.limit(limit + 1)).scalars().all()
+    return list(rows[:limit]), len(rows) > limit
 
 
 def count_bounded(session: Session, company_id: int, flt: OrderFilter,
                   bound: int = COUNT_BOUND) -> int:
     """Matching rows, exact up to ``bound``; ``bound`` itself means "bound or more"."""
-    limited = filtered(company_id, flt).order_by(None).with_only_columns(
-        Writeback.id).limit(bound).subquery()
+    limited = sa.select(Writeback.id).where(*_where(company_id, flt)).limit(bound).subquery()
     return session.execute(sa.select(sa.func.count()).select_from(limited)).scalar_one()
 
 

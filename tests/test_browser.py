@@ -235,8 +235,8 @@ def test_status_filter_refreshes_the_grid_with_htmx(admin_page):
 def test_an_invalid_filter_shows_its_message_next_to_the_filters(admin_page):
     page = admin_page
     open_acme(page)
-    page.get_by_label("From").fill("2026-02-02")
-    page.get_by_label("To").fill("2026-01-01")
+    page.get_by_label("From", exact=True).fill("2026-02-02")
+    page.get_by_label("To", exact=True).fill("2026-01-01")
     page.get_by_role("button", name="Update").click()
     expect(page.locator("#orders-region").get_by_role("alert")).to_contain_text(
         "'To' is before 'From'.")
