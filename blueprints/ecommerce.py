@@ -50,6 +50,7 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/orders/<int:writeback_id>", "shipment", shipment)
     bp.add_url_rule("/orders/export.csv", "export_csv", export_csv)
     bp.add_url_rule("/orders.json", "orders_json", orders_json)
+    bp.add_url_rule("/openapi.json", "openapi", openapi)
     bp.add_url_rule("/status.json", "status_json", status_json)
     bp.add_url_rule("/status", "status_fragment", status_fragment)
 
@@ -189,6 +190,17 @@ def page():
         next_cursor=next_cursor,
         on_later_page=query.after is not None,
     ), 200 if query.flt is not None else 400
+
+
+def openapi():
+    """The OpenAPI 3.1 description of these JSON surfaces (shipped as openapi.yaml)."""
+    import yaml
+
+    from ..paths import OPENAPI_PATH
+
+    document = yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    document["servers"] = [{"url": url_for(".page").rstrip("/")}]
+    return jsonify(document)
 
 
 def orders_json():

@@ -18,3 +18,6 @@ PLUGIN_ROOT = Path(find_spec("shipgear_exchange_plugin.blueprints").origin).reso
 MANIFEST_PATH = PLUGIN_ROOT / "plugin.yaml"
 TEMPLATES_DIR = PLUGIN_ROOT / "templates"
 STATIC_DIR = PLUGIN_ROOT / "static"
+#: Files that live inside the core package itself (package data in the wheel).
+PACKAGE_DIR = Path(__file__).resolve().parent
+OPENAPI_PATH = PACKAGE_DIR / "openapi.yaml"
