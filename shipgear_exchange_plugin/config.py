@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_FEED_THRESHOLD": 25,
     # Seconds between checks of a submitted Amazon feed's processing status.
     "SHIPGEAR_FEED_POLL_EVERY": 30,
+    # Business days after the ship date from which an unconfirmed Amazon order is
+    # flagged "At risk" (Amazon cancels unconfirmed orders after about 7).
+    "SHIPGEAR_AT_RISK_BUSINESS_DAYS": 5,
     # /metrics (Prometheus) answers only with this bearer token; unset: no metrics.
     "SHIPGEAR_METRICS_TOKEN": None,
     "SHIPGEAR_METRICS_PATH": "/metrics",

@@ -1,46 +1,384 @@
-// Copy a tracking number with one click and say so (no inline scripts: CSP-friendly).
-document.addEventListener("click", function (event) {
-  var button = event.target.closest(".sgx-copy");
-  if (!button) { return; }
-  var text = button.getAttribute("data-copy");
-  var done = function () {
-    var note = button.parentElement.querySelector(".sgx-copied");
-    if (note) { note.hidden = false; setTimeout(function () { note.hidden = true; }, 2000); }
-  };
-  if (navigator.clipboard && navigator.clipboard.writeText) {
-    navigator.clipboard.writeText(text).then(done, function () {});
-  }
-});
-// Mark the selected grid row.
-document.addEventListener("htmx:beforeRequest", function (event) {
-  var row = event.detail.elt.closest && event.detail.elt.closest(".sgx-row");
-  if (!row) { return; }
-  document.querySelectorAll(".sgx-row.selected").forEach(function (r) { r.classList.remove("selected"); });
-  row.classList.add("selected");
-});
-// A 400 on the grid carries the filter's error message: show it instead of ignoring it
-// (htmx 2 does not swap 4xx responses by default).
-document.addEventListener("htmx:beforeSwap", function (event) {
-  var status = event.detail.xhr.status, target = event.detail.target.id;
-  if ((status === 400 && (target === "orders-region" || target === "products-region")) ||
-      (status === 409 && target === "shipment-region")) {
-    event.detail.shouldSwap = true;
-    event.detail.isError = false;
-  }
-});
-
-// Connection Status refreshes every 30 s while the tab is visible, when the tab comes
-// back into view, and with the filters' Update button (the panel listens for
-// "sgx:refresh" on the body). A timer here instead of an htmx trigger condition: no eval.
+// The View eCommerce page's behaviour. No inline scripts, no inline handlers, no htmx
+// trigger conditions (nothing is evaluated as code): the page runs under a strict
+// Content-Security-Policy.
 (function () {
-  var refresh = function () {
+  "use strict";
+
+  var BULK_MAX_DEFAULT = 1000;
+
+  function closest(node, selector) {
+    return node && node.closest ? node.closest(selector) : null;
+  }
+
+  function formatCount(n) {
+    return Number(n).toLocaleString("en-US");
+  }
+
+  // ---------------------------------------------------------------------------------
+  // Copy a tracking number with one click, and say so visibly and in a live region.
+  function say(note, text, keepFor) {
+    if (!note) { return; }
+    note.textContent = text;
+    if (note.sgxTimer) { clearTimeout(note.sgxTimer); }
+    note.sgxTimer = setTimeout(function () { note.textContent = ""; }, keepFor || 2500);
+  }
+
+  function copyFallback(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "sgx-offscreen";
+    document.body.appendChild(area);
+    area.select();
+    var done = false;
+    try { done = document.execCommand("copy"); } catch (e) { done = false; }
+    document.body.removeChild(area);
+    return done;
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = closest(event.target, ".sgx-copy");
+    if (!button) { return; }
+    var text = button.getAttribute("data-copy") || "";
+    var note = button.parentElement.querySelector(".sgx-copied");
+    var copied = function () { say(note, "Copied"); };
+    var failed = function () {
+      if (copyFallback(text)) { copied(); } else {
+        say(note, "Could not copy: select the number and press Ctrl+C", 6000);
+      }
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(copied, failed);
+    } else {
+      failed();
+    }
+  });
+
+  // ---------------------------------------------------------------------------------
+  // Grid rows open the shipment on click, or on Enter while the row has the focus. The
+  // row's hx-trigger is the custom "sgx:open" event; clicks on the row's checkbox (or any
+  // other control in it) do not open it. Up and Down move between rows.
+  var CONTROLS = "a, button, input, label, select, textarea";
+
+  function openRow(row) {
+    if (window.htmx) { window.htmx.trigger(row, "sgx:open"); }
+  }
+
+  document.addEventListener("click", function (event) {
+    var row = closest(event.target, ".sgx-row");
+    if (!row || closest(event.target, CONTROLS)) { return; }
+    var selection = window.getSelection ? window.getSelection() : null;
+    if (selection && !selection.isCollapsed && row.contains(selection.anchorNode)) {
+      return; // the user is selecting text to copy, not opening the row
+    }
+    openRow(row);
+  });
+
+  document.addEventListener("keydown", function (event) {
+    var row = event.target;
+    if (!row.classList || !row.classList.contains("sgx-row")) { return; }
+    if (event.key === "Enter") {
+      event.preventDefault();
+      openRow(row);
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      var next = event.key === "ArrowDown" ? row.nextElementSibling : row.previousElementSibling;
+      if (next && next.classList.contains("sgx-row")) {
+        event.preventDefault();
+        next.focus();
+      }
+    }
+  });
+
+  // Mark the row (or the package's row) whose shipment is being opened.
+  function markSelected(id) {
+    document.querySelectorAll(".sgx-row.selected").forEach(function (r) {
+      r.classList.remove("selected");
+      r.removeAttribute("aria-current");
+    });
+    if (!id) { return; }
+    document.querySelectorAll(".sgx-row").forEach(function (r) {
+      if (r.getAttribute("data-id") === id) {
+        r.classList.add("selected");
+        r.setAttribute("aria-current", "true");
+      }
+    });
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    var row = closest(elt, ".sgx-row");
+    if (row) { markSelected(row.getAttribute("data-id")); return; }
+    var link = closest(elt, ".sgx-package-link");
+    if (link) { markSelected(link.getAttribute("data-open-id")); }
+  });
+
+  // A 400 on the grid carries the filter's error message: show it instead of ignoring it
+  // (htmx 2 does not swap 4xx responses by default).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var status = event.detail.xhr.status, target = event.detail.target && event.detail.target.id;
+    if ((status === 400 && (target === "orders-region" || target === "products-region")) ||
+        (status === 409 && target === "shipment-region")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
+  // ---------------------------------------------------------------------------------
+  // Bulk: select rows (or every row matching the filters) and Retry selected.
+  var allMatching = null;   // ids of every matching row, after "Select all matching"
+  var allCapped = false;    // more rows matched than one Retry selected may take
+  var fetching = 0;         // increments per "Select all matching"; stale fetches stop
+  var busy = false;         // a "Select all matching" is running
+
+  function region() { return document.getElementById("orders-region"); }
+  function bulkForm() { return document.getElementById("sgx-bulk"); }
+  function pageBoxes() {
+    var grid = region();
+    return grid ? Array.prototype.slice.call(grid.querySelectorAll("input.sgx-pick")) : [];
+  }
+  function bulkMax() {
+    var form = bulkForm();
+    var value = form ? parseInt(form.getAttribute("data-bulk-max"), 10) : NaN;
+    return isNaN(value) ? BULK_MAX_DEFAULT : value;
+  }
+
+  function selectedIds() {
+    if (allMatching) { return allMatching.slice(); }
+    return pageBoxes().filter(function (b) { return b.checked; }).map(function (b) { return b.value; });
+  }
+
+  function summary(text) {
+    var node = document.getElementById("sgx-selection");
+    if (node) { node.textContent = text; }
+  }
+
+  function refreshSelection() {
+    var boxes = pageBoxes();
+    var checked = boxes.filter(function (b) { return b.checked; });
+    boxes.forEach(function (b) {
+      var row = closest(b, ".sgx-row");
+      if (row) { row.classList.toggle("picked", b.checked); }
+    });
+    var all = document.querySelector("#orders-region .sgx-pick-page");
+    if (all) {
+      all.checked = boxes.length > 0 && checked.length === boxes.length;
+      all.indeterminate = checked.length > 0 && checked.length < boxes.length;
+    }
+    var ids = selectedIds();
+    if (allMatching) {
+      var matching = document.querySelector("#orders-region .sgx-select-matching");
+      var totalText = matching ? matching.getAttribute("data-total-text") : formatCount(ids.length);
+      summary(allCapped
+        ? "The first " + formatCount(ids.length) + " of " + totalText + " matching orders selected " +
+          "(Retry selected takes at most " + formatCount(bulkMax()) + " at a time)."
+        : "All " + formatCount(ids.length) + " matching orders selected.");
+    } else if (ids.length) {
+      summary(formatCount(ids.length) + " selected on this page.");
+    } else {
+      summary("No orders selected");
+    }
+    var retry = document.querySelector("#orders-region .sgx-retry-selected");
+    if (retry) { retry.disabled = ids.length === 0 || busy; }
+  }
+
+  function resetSelection() {
+    allMatching = null;
+    allCapped = false;
+    fetching += 1; // any fetch still running belongs to the old grid
+    busy = false;
+    refreshSelection();
+  }
+
+  // A box ticked or unticked by hand leaves "all matching" (and stops it if running).
+  function leaveAllMatching() {
+    allMatching = null;
+    allCapped = false;
+    fetching += 1;
+    busy = false;
+    var matching = document.querySelector("#orders-region .sgx-select-matching");
+    if (matching) { matching.disabled = false; }
+  }
+
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.classList && target.classList.contains("sgx-pick-page")) {
+      leaveAllMatching();
+      pageBoxes().forEach(function (b) { b.checked = target.checked; });
+      refreshSelection();
+    } else if (target.classList && target.classList.contains("sgx-pick")) {
+      leaveAllMatching();
+      refreshSelection();
+    }
+  });
+
+  // "Select all N matching": every matching id through orders.json (the grid's own
+  // filters and order), 500 a request, at most bulkMax() ids.
+  function fetchAllMatching(button) {
+    var grid = region();
+    var source = grid && grid.getAttribute("data-json-url");
+    if (!source) { return; }
+    var ticket = ++fetching;
+    var cap = bulkMax();
+    var ids = [];
+    var url = new URL(source, window.location.href);
+    url.searchParams.set("limit", "500");
+    url.searchParams.delete("after");
+    button.disabled = true;
+    busy = true;
+    summary("Selecting all matching orders…");
+    var retry = document.querySelector("#orders-region .sgx-retry-selected");
+    if (retry) { retry.disabled = true; }
+
+    var dropped = false;
+    var step = function () {
+      return fetch(url.toString(), {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (response) {
+          return response.json().then(function (body) {
+            if (!response.ok) { throw new Error(body.error || ("HTTP " + response.status)); }
+            return body;
+          });
+        })
+        .then(function (body) {
+          if (ticket !== fetching) { return null; } // the grid changed meanwhile
+          body.items.forEach(function (item) {
+            if (ids.length < cap) { ids.push(String(item.id)); } else { dropped = true; }
+          });
+          if (body.next && ids.length < cap) {
+            url.searchParams.set("after", body.next);
+            return step();
+          }
+          return {ids: ids, capped: dropped || Boolean(body.next)};
+        });
+    };
+
+    step().then(function (result) {
+      if (!result || ticket !== fetching) { return; }
+      busy = false;
+      allMatching = result.ids;
+      allCapped = result.capped;
+      pageBoxes().forEach(function (b) { b.checked = true; });
+      button.disabled = false;
+      refreshSelection();
+    }).catch(function (error) {
+      if (ticket !== fetching) { return; }
+      busy = false;
+      button.disabled = false;
+      allMatching = null;
+      refreshSelection();
+      summary("Could not select every matching order: " + error.message);
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = closest(event.target, ".sgx-select-matching");
+    if (button) {
+      event.preventDefault();
+      fetchAllMatching(button);
+    }
+  });
+
+  function bulkStatus(text) {
+    var node = document.getElementById("sgx-bulk-status");
+    if (node) { node.textContent = text; }
+  }
+
+  // The ids go as one comma-separated "ids" field (the endpoint takes both forms).
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt || event.detail.elt.id !== "sgx-bulk") { return; }
+    var ids = selectedIds();
+    if (!ids.length) {
+      event.preventDefault();
+      bulkStatus("Select at least one order.");
+      return;
+    }
+    if (event.detail.formData) {
+      event.detail.formData.delete("ids");
+      event.detail.formData.set("ids", ids.join(","));
+    } else {
+      event.detail.parameters.ids = ids.join(",");
+    }
+    event.detail.headers["Accept"] = "application/json";
+    bulkStatus("Retrying " + formatCount(ids.length) + " selected order" + (ids.length === 1 ? "" : "s") + "…");
+  });
+
+  function refreshGrid() {
+    if (!window.htmx || !region()) { return; }
+    window.htmx.ajax("GET", window.location.pathname + window.location.search,
+                     {target: "#orders-region", swap: "outerHTML"});
+  }
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (!event.detail.elt || event.detail.elt.id !== "sgx-bulk") { return; }
+    var xhr = event.detail.xhr, body = null;
+    try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+    if (body && body.message) {
+      bulkStatus(body.message);
+    } else if (xhr.status === 403) {
+      bulkStatus("You may not retry orders for this company.");
+    } else {
+      bulkStatus("Retry selected failed (HTTP " + xhr.status + "); reload the page and try again.");
+    }
+    if (body && body.ok) { refreshGrid(); }
+  });
+
+  // After Retry now or Mark confirmed in the shipment panel, the grid shows the new
+  // status too (unless rows are selected there: a refresh would clear the selection).
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var elt = event.detail.elt, config = event.detail.requestConfig;
+    if (!elt || !event.detail.successful || !config || config.verb !== "post") { return; }
+    if (closest(elt, "#shipment-region") && selectedIds().length === 0) { refreshGrid(); }
+  });
+
+  // Keyboard users keep their place: after a heading or a pager link swaps the grid, the
+  // focus goes back to that heading (or pager link, or else the first row).
+  var refocus = null;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var link = closest(event.detail.elt, ".sgx-sort, .sgx-page-link");
+    refocus = link && document.activeElement === link
+      ? {selector: link.classList.contains("sgx-sort") ? ".sgx-sort" : ".sgx-page-link",
+         key: link.getAttribute("data-key")}
+      : null;
+  });
+
+  function restoreFocus() {
+    if (!refocus) { return; }
+    var grid = region(), wanted = refocus;
+    refocus = null;
+    if (!grid) { return; }
+    var match = Array.prototype.filter.call(grid.querySelectorAll(wanted.selector), function (a) {
+      return a.getAttribute("data-key") === wanted.key;
+    })[0] || grid.querySelector(".sgx-row");
+    if (match) { match.focus(); }
+  }
+
+  // A new grid (filters, sort, page, refresh, Back) starts with nothing selected.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (target && (target.id === "orders-region" || target === document.body)) {
+      resetSelection();
+      restoreFocus();
+    }
+  });
+  document.addEventListener("htmx:historyRestore", resetSelection);
+
+  // ---------------------------------------------------------------------------------
+  // Connection Status refreshes every 30 s while the tab is visible, when the tab comes
+  // back into view, and with the filters' Update button (the panel listens for
+  // "sgx:refresh" on the body). A timer here instead of an htmx trigger condition: no eval.
+  var refreshStatus = function () {
     if (document.visibilityState === "visible" && window.htmx && document.getElementById("status-region")) {
       window.htmx.trigger(document.body, "sgx:refresh");
     }
   };
-  setInterval(refresh, 30000);
-  document.addEventListener("visibilitychange", refresh);
+  setInterval(refreshStatus, 30000);
+  document.addEventListener("visibilitychange", refreshStatus);
   document.addEventListener("submit", function (event) {
-    if (event.target.closest && event.target.closest(".sgx-filters")) { refresh(); }
+    if (closest(event.target, ".sgx-filters")) { refreshStatus(); }
   });
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", resetSelection);
+  } else {
+    resetSelection();
+  }
 })();

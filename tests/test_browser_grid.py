@@ -1,0 +1,402 @@
+"""Browser tests of the orders grid (issue 7): filters, sorting, keyboard, copy, export,
+paging with the browser's history, bulk Retry selected, the at-risk badge, packages and
+Exit. Debian's Chromium driven by Playwright over real HTTP; embedded backend only.
+
+Every test fails on an uncaught JavaScript error or a Content-Security-Policy violation.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import threading
+from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect
+from werkzeug.serving import make_server
+
+from shipgear_exchange_plugin import atrisk
+from shipgear_exchange_plugin.devhost.models import Company, db
+from shipgear_exchange_plugin.devhost.seed import seed
+from shipgear_exchange_plugin.models import StoreAccount, Writeback
+
+from .test_browser import VIEWPORT, browser, open_acme, sign_in  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.browser
+
+BASE = "/companies/1/ecommerce/"
+JSON_URL = BASE + "orders.json"
+
+
+@pytest.fixture
+def backend() -> str:
+    """Browser tests run on the embedded backend only."""
+    return "embedded"
+
+
+@pytest.fixture
+def server(browser, make_app):  # noqa: F811 - the imported browser fixture
+    """The seeded host over HTTP; ``.url`` and ``.app``. The at-risk template filter is
+    registered here when the plugin does not register it (yet)."""
+    app = make_app()
+    if "sgx_at_risk" not in app.jinja_env.filters:
+        app.add_template_filter(atrisk.label, "sgx_at_risk")
+    with app.app_context():
+        seed(app, companies=3, shipments=300)
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{http.server_port}", app=app)
+    http.shutdown()
+    thread.join(timeout=10)
+    http.server_close()
+
+
+@pytest.fixture
+def page(browser, server):  # noqa: F811 - the imported browser fixture
+    """A signed-out tab; uncaught JS errors and CSP violations fail the test."""
+    context = browser.new_context(base_url=server.url, viewport=VIEWPORT,
+                                  accept_downloads=True)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    yield page
+    context.close()
+    assert not problems, f"uncaught JavaScript errors or CSP violations: {problems}"
+
+
+def as_user(page, username: str):
+    sign_in(page, username, "demo")
+    expect(page.get_by_role("heading", name="My Companies")).to_be_visible()
+    open_acme(page)
+    return page
+
+
+def grid_ids(page) -> list[int]:
+    return [int(i) for i in page.locator("#orders-region tbody tr.sgx-row").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)")]
+
+
+def json_pages(page, params: dict, limit: int = 50, pages: int | None = None) -> list[dict]:
+    """orders.json through the browser's own session, page after page."""
+    items, after, done = [], None, 0
+    while True:
+        query = {**params, "limit": limit, **({"after": after} if after else {})}
+        answer = page.request.get(JSON_URL, params=query)
+        assert answer.ok, answer.text()
+        body = answer.json()
+        items += body["items"]
+        after, done = body["next"], done + 1
+        if after is None or (pages is not None and done >= pages):
+            return items
+
+
+def query_of(page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def company_today(app) -> dt.date:
+    with app.app_context():
+        tz = db.session.get(Company, 1).timezone
+    return dt.datetime.now(dt.UTC).astimezone(ZoneInfo(tz)).date()
+
+
+def test_filter_by_failed_and_a_date_range_with_update(page, server):
+    as_user(page, "viewer")
+    today = company_today(server.app)
+    start, end = today - dt.timedelta(days=20), today - dt.timedelta(days=3)
+    page.evaluate("window.__marker = 1")
+    page.get_by_label("Failed", exact=True).check()
+    page.get_by_label("From", exact=True).fill(start.isoformat())
+    page.get_by_label("To", exact=True).fill(end.isoformat())
+    with page.expect_response(lambda r: "date_to=" in r.url and "/orders" not in r.url):
+        page.get_by_role("button", name="Update").click()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    query = query_of(page)
+    assert query["date_from"] == [start.isoformat()] and query["date_to"] == [end.isoformat()]
+    assert page.evaluate("window.__marker") == 1, "Update reloaded the whole page"
+
+    expected = json_pages(page, {"status": "failed", "date_from": start.isoformat(),
+                                 "date_to": end.isoformat()}, pages=1)
+    assert expected, "the seed has failed orders in the range"
+    assert grid_ids(page) == [item["id"] for item in expected]
+    assert set(page.locator("#orders-region tbody .badge").all_inner_texts()) == {"Failed"}
+    for shown in page.locator("#orders-region tbody tr.sgx-row td:nth-child(3)").all_inner_texts():
+        assert start.isoformat() <= shown[:10] <= end.isoformat(), shown
+    # Reload keeps the filtered view (bookmarkable), with the boxes still set.
+    page.reload()
+    expect(page.get_by_label("Failed", exact=True)).to_be_checked()
+    assert grid_ids(page) == [item["id"] for item in expected]
+
+
+def test_a_heading_sorts_ascending_then_descending(page):
+    as_user(page, "viewer")
+    heading = page.locator("#orders-region thead th").filter(has_text="Tracking")
+    expect(heading).not_to_have_attribute("aria-sort", re.compile("."))
+    for sort, direction, mark in (("tracking", "ascending", "▲"),
+                                  ("-tracking", "descending", "▼")):
+        with page.expect_response(lambda r, s=sort: f"sort={s}" in r.url):
+            if direction == "ascending":
+                heading.get_by_role("link").click()
+            else:  # the keyboard works too, and keeps the focus on the heading
+                heading.get_by_role("link").focus()
+                page.keyboard.press("Enter")
+        expect(heading).to_have_attribute("aria-sort", direction)
+        expect(heading.locator(".sgx-sort-mark")).to_have_text(f" {mark}")
+        expect(page).to_have_url(re.compile(rf"sort={re.escape(sort)}(&|$)"))
+        expected = [item["id"] for item in json_pages(page, {"sort": sort}, pages=1)]
+        assert grid_ids(page) == expected
+        shown = page.locator("#orders-region tbody td.mono").all_inner_texts()
+        assert shown == sorted(shown, reverse=direction == "descending")
+    expect(heading.get_by_role("link")).to_be_focused()
+    # Only one column says how the grid is sorted.
+    expect(page.locator("#orders-region thead th[aria-sort]")).to_have_count(1)
+
+
+def test_keyboard_opens_a_row_and_copy_says_copied(page):
+    as_user(page, "viewer")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    expect(page.locator(".sgx-pick")).to_have_count(0)  # viewers cannot act: no selection
+    expect(page.get_by_role("button", name="Retry selected")).to_have_count(0)
+    page.locator("#orders-region thead").get_by_role("link", name="Last attempt").focus()
+    page.keyboard.press("Tab")
+    first = page.locator("#orders-region tbody tr.sgx-row").first
+    expect(first).to_be_focused()
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.keyboard.press("ArrowDown")
+    second = page.locator("#orders-region tbody tr.sgx-row").nth(1)
+    expect(second).to_be_focused()
+    tracking = second.locator("td").nth(4).inner_text()
+    page.keyboard.press("Enter")
+    shipment = page.locator("#shipment-region")
+    expect(shipment.locator(".sgx-copy")).to_have_text(tracking)
+    expect(page).to_have_url(re.compile(rf"selected={second.get_attribute('data-id')}"))
+    expect(second).to_have_attribute("aria-current", "true")
+
+    copy = shipment.get_by_role("button", name=f"Copy tracking number {tracking}")
+    copy.focus()
+    page.keyboard.press("Enter")
+    note = shipment.locator(".sgx-copied")
+    expect(note).to_have_text("Copied")
+    expect(note).to_be_visible()
+    expect(note).to_have_attribute("role", "status")
+    assert page.evaluate("navigator.clipboard.readText()") == tracking
+
+
+def test_export_equals_the_grid_and_orders_json(page):
+    as_user(page, "viewer")
+    page.get_by_label("Failed", exact=True).check()
+    page.get_by_label("Success", exact=True).check()
+    with page.expect_response(lambda r: "status=success" in r.url):
+        page.get_by_role("button", name="Update").click()
+    heading = page.locator("#orders-region thead th").filter(has_text="Carrier/Service")
+    with page.expect_response(lambda r: "sort=carrier" in r.url):
+        heading.get_by_role("link").click()
+    expect(heading).to_have_attribute("aria-sort", "ascending")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Export").click()
+    download = info.value
+    assert re.fullmatch(r"ecommerce-orders-acme-outfitters-\d{4}-\d{2}-\d{2}\.csv",
+                        download.suggested_filename)
+    with open(download.path(), encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(io.StringIO(handle.read())))
+    items = json_pages(page, {"status": "failed,success", "sort": "carrier"}, limit=40)
+    assert len(rows) == len(items) > 50
+    assert [(r["order_id"], r["tracking_number"]) for r in rows] == [
+        (i["order_id"], i["tracking_number"]) for i in items]
+    assert {r["status"] for r in rows} == {"failed", "success"}
+    grid = page.locator("#orders-region tbody tr.sgx-row")
+    shown = [(cells[0].strip(), cells[4].strip()) for cells in grid.evaluate_all(
+        "rows => rows.map(r => Array.from(r.cells, c => c.innerText))")]
+    assert shown == [(r["order_id"], r["tracking_number"]) for r in rows[:len(shown)]]
+
+
+def test_next_page_then_back_restores_the_previous_page(page):
+    as_user(page, "viewer")
+    first_page = grid_ids(page)
+    assert len(first_page) == 50
+    page.evaluate("window.__marker = 1")
+    with page.expect_response(lambda r: "after=" in r.url):
+        page.get_by_role("link", name="Next page").click()
+    expect(page).to_have_url(re.compile(r"after="))
+    expect(page.get_by_role("link", name="First page")).to_be_visible()
+    second_page = grid_ids(page)
+    assert second_page and not set(first_page) & set(second_page)
+    expected = json_pages(page, {}, pages=2)
+    assert second_page == [item["id"] for item in expected[50:100]]
+
+    page.go_back()
+    expect(page).not_to_have_url(re.compile(r"after="))
+    expect(page.get_by_role("link", name="First page")).to_have_count(0)
+    assert grid_ids(page) == first_page
+    page.go_forward()
+    expect(page).to_have_url(re.compile(r"after="))
+    expect(page.locator("#orders-region tbody tr.sgx-row").first).to_have_attribute(
+        "data-id", str(second_page[0]))
+    assert page.evaluate("window.__marker") == 1, "paging reloaded the whole page"
+
+    page.get_by_role("link", name="Exit").click()
+    expect(page).to_have_url(re.compile(r"/companies/$"))
+    expect(page.get_by_role("heading", name="My Companies")).to_be_visible()
+
+
+def _statuses(app, ids: list[int]) -> dict[int, str]:
+    with app.app_context():
+        return dict(db.session.execute(sa.select(Writeback.id, Writeback.status).where(
+            Writeback.id.in_(ids))).all())
+
+
+def test_support_selects_rows_and_retries_them(page, server):
+    as_user(page, "support")
+    with page.expect_response(lambda r: "status=pending" in r.url):
+        page.goto(BASE + "?status=failed&status=pending")
+    page.evaluate("window.__marker = 1")
+    failed = page.locator("#orders-region tr.sgx-row").filter(
+        has=page.locator(".badge-wb-failed"))
+    assert failed.count() >= 3
+    picks = [failed.nth(n) for n in range(3)]
+    ids = [int(row.get_attribute("data-id")) for row in picks]
+    retry = page.get_by_role("button", name="Retry selected")
+    expect(retry).to_be_disabled()
+    for row in picks:
+        row.get_by_role("checkbox").check()
+    expect(page.locator("#sgx-selection")).to_have_text("3 selected on this page.")
+    expect(page.get_by_label("Select all orders on this page")).to_have_js_property(
+        "indeterminate", True)
+    # Ticking a box does not open the row.
+    expect(page.locator("#shipment-region")).to_contain_text("Select an order in the grid")
+    assert "selected=" not in page.url
+    expect(retry).to_be_enabled()
+    with page.expect_response(lambda r: r.url.endswith("/orders/retry")) as answer:
+        retry.click()
+    assert answer.value.request.headers.get("x-csrftoken")
+    status = page.get_by_role("status").filter(has_text="queued for retry")
+    expect(status).to_have_text("3 of 3 selected orders queued for retry.")
+    for writeback_id in ids:
+        row = page.locator(f'#orders-region tr.sgx-row[data-id="{writeback_id}"]')
+        expect(row.locator(".badge")).to_have_text("Pending")
+    assert set(_statuses(server.app, ids).values()) == {"pending"}
+    expect(page.locator("#sgx-selection")).to_have_text("No orders selected")
+
+    # Retry now in the shipment panel updates the grid's row as well.
+    other = failed.first
+    other_id = other.get_attribute("data-id")
+    assert int(other_id) not in ids
+    other.locator("td").nth(3).click()
+    panel = page.locator("#shipment-region")
+    expect(panel.locator(".badge-wb-failed")).to_have_count(1)
+    panel.get_by_role("button", name="Retry now").click()
+    expect(panel).to_contain_text("Retry queued")
+    expect(page.locator(f'#orders-region tr.sgx-row[data-id="{other_id}"] .badge')).to_have_text(
+        "Pending")
+    assert page.evaluate("window.__marker") == 1, "an action reloaded the whole page"
+
+
+def test_support_selects_all_matching_and_retries_them(page, server):
+    as_user(page, "support")
+    with server.app.app_context():
+        failed_ids = db.session.execute(sa.select(Writeback.id).where(
+            Writeback.company_id == 1, Writeback.status == "failed")).scalars().all()
+    assert len(failed_ids) > 10
+    page.goto(BASE + "?status=failed&limit=10")
+    page.get_by_label("Select all orders on this page").check()
+    expect(page.locator("#sgx-selection")).to_have_text("10 selected on this page.")
+    expect(page.locator("#orders-region .sgx-pick:checked")).to_have_count(10)
+    select_all = page.get_by_role("button", name=f"Select all {len(failed_ids)} matching orders")
+    # Past the endpoint's cap (1,000; lowered here) the first ones are taken, and it says so.
+    page.locator("#sgx-bulk").evaluate("form => form.setAttribute('data-bulk-max', '7')")
+    select_all.click()
+    expect(page.locator("#sgx-selection")).to_have_text(
+        f"The first 7 of {len(failed_ids)} matching orders selected "
+        "(Retry selected takes at most 7 at a time).")
+    page.locator("#sgx-bulk").evaluate("form => form.setAttribute('data-bulk-max', '1000')")
+    select_all.click()
+    expect(page.locator("#sgx-selection")).to_have_text(
+        f"All {len(failed_ids)} matching orders selected.")
+    page.get_by_role("button", name="Retry selected").click()
+    expect(page.locator("#sgx-bulk-status")).to_have_text(
+        f"{len(failed_ids)} of {len(failed_ids)} selected orders queued for retry.")
+    expect(page.locator("#orders-region")).to_contain_text("No shipped orders match")
+    assert set(_statuses(server.app, failed_ids).values()) == {"pending"}
+
+
+def _amazon_rows(app, where) -> list[Writeback]:
+    with app.app_context():
+        rows = db.session.execute(sa.select(Writeback).join(StoreAccount).where(
+            Writeback.company_id == 1, StoreAccount.platform == "amazon", *where)
+            .order_by(Writeback.ship_date)).scalars().all()
+        db.session.expunge_all()
+        return rows
+
+
+def test_at_risk_badge_in_the_grid_and_the_panel(page, server):
+    now = dt.datetime.now(dt.UTC)
+    old_failed = _amazon_rows(server.app, [Writeback.status == "failed"])[0]
+    with server.app.app_context():
+        tz = db.session.get(Company, 1).timezone
+    risk = atrisk.assess(old_failed, now, 5, tz)
+    assert risk is not None, "the seed's oldest failed Amazon row is past 5 business days"
+    as_user(page, "viewer")
+    page.goto(BASE + f"?q={old_failed.order_id}&selected={old_failed.id}")
+    row = page.locator(f'#orders-region tr.sgx-row[data-id="{old_failed.id}"]')
+    expect(row.locator(".sgx-risk")).to_have_text("At risk")
+    expect(row.locator(".sgx-risk")).to_have_attribute("title", risk.message)
+    panel = page.locator("#shipment-region")
+    expect(panel.locator(".sgx-risk")).to_have_text("At risk")
+    expect(panel).to_contain_text(
+        "Amazon may cancel unconfirmed orders after about 7 business days; "
+        f"shipped {risk.business_days} business days ago.")
+
+    confirmed = _amazon_rows(server.app, [Writeback.status == "success"])[0]
+    page.goto(BASE + f"?q={confirmed.order_id}&selected={confirmed.id}")
+    expect(page.locator(f'#orders-region tr.sgx-row[data-id="{confirmed.id}"]')).to_be_visible()
+    expect(page.locator(".sgx-risk")).to_have_count(0)
+
+
+def test_a_multi_package_order_shows_each_package_and_words_for_outcomes(page, server):
+    with server.app.app_context():
+        order = db.session.execute(
+            sa.select(Writeback.account_id, Writeback.order_id).where(Writeback.company_id == 1)
+            .group_by(Writeback.account_id, Writeback.order_id)
+            .having(sa.func.count() > 1).limit(1)).first()
+        assert order is not None, "the seed makes some two-package orders"
+        packages = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == 1, Writeback.account_id == order.account_id,
+            Writeback.order_id == order.order_id).order_by(Writeback.package_key)
+        ).scalars().all()
+        db.session.expunge_all()
+    first, second = packages[0], packages[1]
+    as_user(page, "viewer")
+    page.goto(BASE + f"?q={order.order_id}&selected={first.id}")
+    panel = page.locator("#shipment-region")
+    expect(panel.get_by_role("heading", name="Packages of this order (2)")).to_be_visible()
+    table = panel.locator("table.sgx-packages")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(table.locator("tr[aria-current]")).to_contain_text(first.tracking_number)
+    expect(table.locator("tbody tr").nth(1)).to_contain_text(second.tracking_number)
+    with page.expect_response(lambda r: f"/orders/{second.id}" in r.url):
+        table.get_by_role("link", name="Package 2 of 2").click()
+    expect(panel.locator(".sgx-copy")).to_have_text(second.tracking_number)
+    expect(page).to_have_url(re.compile(rf"selected={second.id}(&|$)"))
+    assert query_of(page)["q"] == [order.order_id], "the grid's filters are kept"
+    expect(page.locator(f'#orders-region tr.sgx-row[data-id="{second.id}"]')).to_have_class(
+        re.compile(r"\bselected\b"))
+
+    # The attempt timeline says outcomes in words.
+    with server.app.app_context():
+        retried = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == 1, Writeback.status == "failed")).scalars().first()
+        db.session.expunge_all()
+    page.goto(BASE + f"?selected={retried.id}")
+    outcomes = panel.locator("table.sgx-attempts tbody td:nth-child(3)").all_inner_texts()
+    assert outcomes and set(outcomes) == {"Retryable error"}
+    expect(panel).not_to_contain_text("retryable_error")
