@@ -12,7 +12,7 @@ from ..paths import STATIC_DIR, TEMPLATES_DIR
 
 def create_blueprint(name: str) -> Blueprint:
     """The plugin's blueprint, named as the manifest says."""
-    from . import accounts, actions, ecommerce, products
+    from . import accounts, actions, ecommerce, export, products
 
     bp = Blueprint(name, __name__, template_folder=str(TEMPLATES_DIR),
                    static_folder=str(STATIC_DIR), static_url_path="/static")
@@ -20,6 +20,7 @@ def create_blueprint(name: str) -> Blueprint:
     accounts.register(bp)
     actions.register(bp)
     products.register(bp)
+    export.register(bp)
     return bp
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     g,
@@ -20,23 +15,18 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_wtf.csrf import generate_csrf
 from werkzeug.datastructures import MultiDict
 
-from .. import PLUGIN_ID, history, orders, status
+from .. import PLUGIN_ID, atrisk, history, orders, status
 from ..host_contract import get_host
 from ..models import MAX_ATTEMPTS, WritebackStatus, utcnow
 from ..plugin import state
 from .forms import OrderFilterForm
 
 VIEW = "ecommerce.view"
-EXPORT_COLUMNS = (
-    "order_id", "account", "platform", "ship_date", "carrier", "service", "tracking_number",
-    "shipped_quantity", "status", "error_count", "last_attempt_at", "last_error",
-)
 
 
 def register(bp: Blueprint) -> None:
@@ -46,9 +36,9 @@ def register(bp: Blueprint) -> None:
     bp.context_processor(_template_globals)
     bp.add_app_template_filter(_local_time, "sgx_local")
     bp.add_app_template_filter(_local_iso, "sgx_local_iso")
+    bp.add_app_template_filter(atrisk.label, "sgx_at_risk")
     bp.add_url_rule("/", "page", page)
     bp.add_url_rule("/orders/<int:writeback_id>", "shipment", shipment)
-    bp.add_url_rule("/orders/export.csv", "export_csv", export_csv)
     bp.add_url_rule("/orders.json", "orders_json", orders_json)
     bp.add_url_rule("/openapi.json", "openapi", openapi)
     bp.add_url_rule("/status.json", "status_json", status_json)
@@ -155,8 +145,13 @@ def _parse_filters(args: MultiDict) -> GridQuery:
     return GridQuery(form, flt, after, form.limit.data or orders.PAGE_SIZE)
 
 
+#: The grid's own parameters: the only ones carried into links and redirects.
+FILTER_KEYS = ("status", "date_from", "date_to", "account", "q", "sort", "limit", "after")
+
+
 def _grid_args(exclude: tuple[str, ...] = ("selected", "after")) -> dict[str, list[str]]:
-    return {k: v for k, v in request.args.to_dict(flat=False).items() if k not in exclude}
+    return {k: v for k, v in request.args.to_dict(flat=False).items()
+            if k in FILTER_KEYS + ("selected",) and k not in exclude}
 
 
 def page():
@@ -249,7 +244,7 @@ def shipment(writeback_id: int):
         abort(404)
     if request.headers.get("HX-Request") == "true":
         return render_template("shipgear_exchange/_shipment.html", selected=context)
-    args = request.args.to_dict(flat=False)
+    args = {k: v for k, v in request.args.to_dict(flat=False).items() if k in FILTER_KEYS}
     args["selected"] = [str(writeback_id)]
     return redirect(url_for(".page", **args))
 
@@ -288,51 +283,3 @@ def status_json():
             for item in context["panel"]
         ],
     })
-
-
-_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
-
-
-def _csv_cell(value) -> str:
-    """Text as a spreadsheet should show it; formula-looking cells are neutralised."""
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    text = str(value)
-    if _FORMULA_START.match(text):
-        return "'" + text
-    return text
-
-
-def export_csv():
-    query = _parse_filters(request.args)
-    flt = query.flt
-    if flt is None:
-        return jsonify({"error": f"Invalid filter: {query.error_message()}"}), 400
-    company_id = g.sgx_company.id
-    session = _session()
-
-    def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(EXPORT_COLUMNS)
-        for n, row in enumerate(orders.iterate_all(session, company_id, flt), start=1):
-            writer.writerow([_csv_cell(v) for v in (
-                row.order_id, row.account.name, row.account.platform, row.ship_date,
-                row.carrier, row.service, row.tracking_number, row.shipped_quantity,
-                row.status, row.error_count, row.last_attempt_at, row.last_error)])
-            if n % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", g.sgx_company.name).strip("-").lower() or "company"
-    filename = f"ecommerce-orders-{slug}-{dt.date.today().isoformat()}.csv"
-    current_app.logger.info("export for company %s", company_id)
-    return Response(
-        stream_with_context(generate()),
-        mimetype="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
