@@ -81,9 +81,11 @@ def page(browser, live_server):
     page = context.new_page()
     js_errors: list[str] = []
     page.on("pageerror", lambda error: js_errors.append(str(error)))
+    page.on("console", lambda message: js_errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     context.close()
-    assert not js_errors, f"uncaught JavaScript errors: {js_errors}"
+    assert not js_errors, f"uncaught JavaScript errors or CSP violations: {js_errors}"
 
 
 def sign_in(page, username: str, password: str) -> None:
