@@ -130,3 +130,14 @@ def test_status_json_has_every_account_with_three_apis(seeded, client_as):
         assert set(account["apis"]) == {"products", "writeback", "orders"}
         assert all(api["status"] in {"green", "yellow", "red", "none"}
                    for api in account["apis"].values())
+
+
+def test_pages_carry_the_security_headers_and_no_inline_script(seeded, client_as):
+    answer = client_as("viewer").get("/companies/1/ecommerce/")
+    policy = answer.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    html = answer.get_data(as_text=True)
+    assert "<script>" not in html and " onclick=" not in html and "style=" not in html
+    cookie = client_as("viewer").get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
