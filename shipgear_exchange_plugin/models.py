@@ -134,6 +134,15 @@ class Writeback(Base):
         sa.Index("ix_sgx_writeback_sort_qty", "company_id", "shipped_quantity", "id"),
         sa.Index("ix_sgx_writeback_sort_errors", "company_id", "error_count", "id"),
         sa.Index("ix_sgx_writeback_sort_last_attempt", "company_id", "last_attempt_at", "id"),
+        # The same sorts under a status filter (the support desk's usual view); the
+        # trailing ship_date lets the index itself check a date range (migration 0005).
+        *(sa.Index(f"ix_sgx_writeback_status_sort_{name}", "company_id", "status", *columns,
+                   "id", "ship_date")
+          for name, columns in (("order", ("order_id",)), ("account", ("account_id",)),
+                                ("carrier", ("carrier", "service")),
+                                ("tracking", ("tracking_number",)),
+                                ("qty", ("shipped_quantity",)), ("errors", ("error_count",)),
+                                ("last_attempt", ("last_attempt_at",)))),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -116,29 +116,36 @@ def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
 
 
 def _after(flt: OrderFilter, values: list, nulls_first_asc: bool):
-    """Rows strictly after the cursor's row in the grid's order (row-value comparison
-    spelled out, so both databases can use the index)."""
+    """Rows strictly after the cursor's row in the grid's order, as ONE row-value
+    comparison ``(sort columns..., id) > (cursor values...)`` (``<`` descending): both
+    PostgreSQL and SQLite start the index scan at the cursor with it, where the same test
+    spelled out with OR only filters a scan that starts at the company's first row.
+
+    The nullable sort is two index segments (never attempted rows, then the others, or
+    the other way round): this is the condition within the cursor's segment only;
+    :func:`page` continues into the next segment when the current one runs out."""
     columns = (*SORTS[flt.sort_key], Writeback.id)
-    desc = flt.descending
-
-    def beyond(column, value):
-        return column < value if desc else column > value
-
+    if flt.sort_key in NULLABLE and values[0] is None:
+        columns, values = (Writeback.id,), values[1:]
+    left = sa.tuple_(*columns)
+    right = sa.tuple_(*(sa.literal(v, c.type) for c, v in zip(columns, values, strict=True)))
+    clause = left < right if flt.descending else left > right
     if flt.sort_key in NULLABLE:
-        column, (value, row_id) = columns[0], values
-        nulls_come_first = nulls_first_asc != desc
-        if value is None:
-            tail = Writeback.id < row_id if desc else Writeback.id > row_id
-            same_null = sa.and_(column.is_(None), tail)
-            return sa.or_(same_null, column.is_not(None)) if nulls_come_first else same_null
-        later = sa.or_(beyond(column, value), sa.and_(column == value, beyond(Writeback.id,
-                                                                             row_id)))
-        return sa.or_(later, column.is_(None)) if not nulls_come_first else sa.and_(
-            column.is_not(None), later)
-    clause = beyond(columns[-1], values[-1])
-    for column, value in reversed(list(zip(columns[:-1], values[:-1], strict=True))):
-        clause = sa.or_(beyond(column, value), sa.and_(column == value, clause))
+        column = SORTS[flt.sort_key][0]
+        segment = column.is_(None) if len(columns) == 1 else column.is_not(None)
+        return sa.and_(segment, clause)
     return clause
+
+
+def _next_segment(flt: OrderFilter, values: list, nulls_first_asc: bool):
+    """For the nullable sort: the segment after the cursor's one (from its start), or
+    None when the cursor's segment is the last."""
+    column = SORTS[flt.sort_key][0]
+    nulls_come_first = nulls_first_asc != flt.descending
+    in_nulls = values[0] is None
+    if in_nulls == nulls_come_first:
+        return column.is_not(None) if in_nulls else column.is_(None)
+    return None
 
 
 def _cursor_values(flt: OrderFilter, row: Writeback) -> list:
@@ -211,10 +218,18 @@ def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_
     """One page of rows after the cursor values (or the first page); and whether more
     rows follow."""
     query = filtered(company_id, flt)
-    if after is not None:
-        query = query.where(_after(flt, after, _nulls_first_ascending(session)))
-    rows = session.execute(query.limit(limit + 1)).scalars().all()
-    return list(rows[:limit]), len(rows) > limit
+    if after is None:
+        rows = session.execute(query.limit(limit + 1)).scalars().all()
+        return list(rows[:limit]), len(rows) > limit
+    nulls_first_asc = _nulls_first_ascending(session)
+    rows = list(session.execute(query.where(_after(flt, after, nulls_first_asc))
+                                .limit(limit + 1)).scalars())
+    if len(rows) <= limit and flt.sort_key in NULLABLE:
+        segment = _next_segment(flt, after, nulls_first_asc)
+        if segment is not None:
+            rows += session.execute(query.where(segment).limit(limit + 1 - len(rows))
+                                    ).scalars().all()
+    return rows[:limit], len(rows) > limit
 
 
 def count_bounded(session: Session, company_id: int, flt: OrderFilter,
