@@ -7,12 +7,12 @@ never another company's row. Both stream: memory stays flat whatever the row cou
 
 CSV on PostgreSQL is PostgreSQL's own ``COPY (SELECT ...) TO STDOUT WITH (FORMAT csv,
 HEADER)``, read through psycopg 3's ``cursor.copy()`` and passed on in blocks: the server
-formats a million rows about three times faster than Python's csv module would, so the
-formatting rules (formula neutralising, UTC times, empty cells) are written once as SQL
-expressions. The SELECT is compiled by SQLAlchemy from the grid's query; its parameters
-are merged in by psycopg (COPY has no server-side parameters), so no user text is ever
-pasted into SQL here. Other databases (SQLite) get the same bytes from the
-csv module, cell by cell, following the same rules.
+writes CSV several times faster than Python's csv module (NOTES.md: 1.76M against 311k
+rows/s with neutralising), so the formatting rules (formula neutralising, UTC times,
+empty cells) are SQL expressions too, applied by the server. The SELECT is compiled by
+SQLAlchemy from the grid's query; its parameters are merged in by psycopg (COPY has no
+server-side parameters), so no user text is ever pasted into SQL here. Other databases
+(SQLite) get the same bytes from the csv module, cell by cell, by the same rules.
 """
 
 from __future__ import annotations
