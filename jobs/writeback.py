@@ -5,6 +5,7 @@ row, the company's plugin is disabled) returns without touching the row."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 
 from redis.exceptions import RedisError
@@ -90,7 +91,8 @@ def sweep() -> dict[str, int]:
                                      forced=_throttled_amazon_accounts(connection))
         due = [row for row in service.due(companies) if row[0] not in
                _rows_of_accounts(host, batched)]
-        enqueued = dispatch.ensure_jobs(queue, due)
+        every = float(host.app.config.get("SHIPGEAR_SWEEP_INTERVAL") or 30)
+        enqueued = dispatch.ensure_jobs(queue, due, grace=dt.timedelta(seconds=max(10, 3 * every)))
         enqueued += dispatch.enqueue_feed_work(queue, batched, feeds.feeds_due(),
                                                service.now())
         return {"released": released, "due": len(due), "enqueued": enqueued,

@@ -74,15 +74,25 @@ def enqueue_new(queue: Queue, rows: Iterable[tuple[int, int, dt.datetime | None]
     return count
 
 
-def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | None]]) -> int:
-    """Enqueue each due row that has no live job; returns how many were enqueued."""
+def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | None]],
+                grace: dt.timedelta = dt.timedelta(seconds=90)) -> int:
+    """Enqueue each due row that has no live job; returns how many were enqueued.
+
+    A job still "scheduled" or "started" for a row that has been due longer than
+    ``grace`` is taken for dead: RQ's scheduler can lose its lock when Redis restarts and
+    a killed worker's job stays "started" until RQ's maintenance notices. Running the
+    row's step again is safe: the claim lets only one job work it."""
     if not due_rows:
         return 0
+    overdue_before = utcnow() - grace
     ids = [job_id(kind, wid, number, due) for wid, kind, number, due in due_rows]
     jobs = Job.fetch_many(ids, connection=queue.connection)
     enqueued = 0
     for (wid, kind, number, due), job in zip(due_rows, jobs, strict=True):
-        if job is not None and job.get_status(refresh=False) in LIVE:
+        status = job.get_status(refresh=False) if job is not None else None
+        stuck = status in (JobStatus.SCHEDULED, JobStatus.STARTED) and (
+            due is not None and due < overdue_before)
+        if status in LIVE and not stuck:
             continue
         enqueue(queue, kind, wid, number, due, run_now=True)
         enqueued += 1
