@@ -230,7 +230,7 @@ def test_status_filter_refreshes_the_grid_with_htmx(admin_page):
     texts = badges.all_inner_texts()
     assert texts and set(texts) == {"Failed"}
     assert page.evaluate("window.__marker") == 1, "the filter reloaded the whole page"
-    expect(page.get_by_role("link", name="Export")).to_have_attribute(
+    expect(page.get_by_role("link", name="Export", exact=True)).to_have_attribute(
         "href", re.compile(r"export\.csv\?.*status=failed"))
 
 

@@ -203,7 +203,7 @@ def test_export_equals_the_grid_and_orders_json(page):
         heading.get_by_role("link").click()
     expect(heading).to_have_attribute("aria-sort", "ascending")
     with page.expect_download() as info:
-        page.get_by_role("link", name="Export").click()
+        page.get_by_role("link", name="Export", exact=True).click()
     download = info.value
     assert re.fullmatch(r"ecommerce-orders-acme-outfitters-\d{4}-\d{2}-\d{2}\.csv",
                         download.suggested_filename)
