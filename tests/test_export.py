@@ -22,6 +22,8 @@ from shipgear_exchange_plugin import export, orders
 from shipgear_exchange_plugin.devhost.models import Company, db
 from shipgear_exchange_plugin.models import StoreAccount, Writeback
 
+from .test_grid import page_through as grid_pages
+
 BASE = "/companies/{company}/ecommerce"
 JSON_URL = BASE.format(company=1) + "/orders.json"
 CSV_URL = BASE.format(company=1) + "/orders/export.csv"
@@ -44,17 +46,7 @@ INJECTIONS = [
 
 # -- helpers -----------------------------------------------------------------------------
 def page_through(client, params: dict, limit: int = 37) -> list[dict]:
-    items, after = [], None
-    for _ in range(1000):
-        query = {**params, "limit": limit, **({"after": after} if after else {})}
-        answer = client.get(JSON_URL, query_string=query)
-        assert answer.status_code == 200, answer.get_data(as_text=True)
-        body = answer.get_json()
-        items += body["items"]
-        after = body["next"]
-        if after is None:
-            return items
-    raise AssertionError("paging did not end")
+    return grid_pages(client, params, limit)
 
 
 def neutralised(text: str) -> str:
