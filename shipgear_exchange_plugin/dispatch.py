@@ -78,20 +78,25 @@ def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | 
                 grace: dt.timedelta = dt.timedelta(seconds=90)) -> int:
     """Enqueue each due row that has no live job; returns how many were enqueued.
 
-    A job still "scheduled" or "started" for a row that has been due longer than
-    ``grace`` is taken for dead: RQ's scheduler can lose its lock when Redis restarts and
-    a killed worker's job stays "started" until RQ's maintenance notices. Running the
-    row's step again is safe: the claim lets only one job work it."""
+    A job still queued, scheduled or started for a row that has been due longer than
+    ``grace`` is taken for lost: RQ's scheduler can lose its lock when Redis restarts, a
+    worker killed between taking a job and starting it leaves it "queued" but in no
+    queue, and a killed worker's job stays "started", each until RQ's maintenance
+    notices (minutes). Running the row's step again is safe: the claim admits one job."""
     if not due_rows:
         return 0
     overdue_before = utcnow() - grace
     ids = [job_id(kind, wid, number, due) for wid, kind, number, due in due_rows]
     jobs = Job.fetch_many(ids, connection=queue.connection)
+    statuses = [job.get_status(refresh=False) if job is not None else None for job in jobs]
+    waiting: set[str] | None = None
     enqueued = 0
-    for (wid, kind, number, due), job in zip(due_rows, jobs, strict=True):
-        status = job.get_status(refresh=False) if job is not None else None
-        stuck = status in (JobStatus.SCHEDULED, JobStatus.STARTED) and (
-            due is not None and due < overdue_before)
+    for (wid, kind, number, due), jid, status in zip(due_rows, ids, statuses, strict=True):
+        stuck = due is not None and due < overdue_before and status in LIVE
+        if stuck and status == JobStatus.QUEUED:
+            if waiting is None:  # one read of the queue, only when something looks stuck
+                waiting = set(queue.get_job_ids())
+            stuck = jid not in waiting  # queued in a long backlog is not lost
         if status in LIVE and not stuck:
             continue
         enqueue(queue, kind, wid, number, due, run_now=True)
