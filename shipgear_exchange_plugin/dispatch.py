@@ -45,8 +45,11 @@ def enqueue(queue: Queue, kind: str, writeback_id: int, number: int,
     """Run ``kind`` for the row at ``due`` (now when None, past, or ``run_now``)."""
     options = {"job_id": job_id(kind, writeback_id, number, due), "result_ttl": RESULT_TTL,
                "failure_ttl": FAILURE_TTL, "description": f"{kind} write-back {writeback_id}"}
-    if not run_now and due is not None and due > utcnow() + dt.timedelta(seconds=0.5):
-        return queue.enqueue_at(due, JOBS[kind], writeback_id, **options)
+    if not run_now and due is not None and due > utcnow():
+        # RQ's scheduler keeps whole seconds (it rounds down): round up instead, so the
+        # job never starts before its row is due and then finds nothing to do.
+        at = due.replace(microsecond=0) + dt.timedelta(seconds=1 if due.microsecond else 0)
+        return queue.enqueue_at(at, JOBS[kind], writeback_id, **options)
     return queue.enqueue(JOBS[kind], writeback_id, **options)
 
 

@@ -94,7 +94,9 @@ def run_worker(app: Flask, connection: Redis, queue_names: list[str], burst: boo
     """Work ``queue_names`` until stopped (or until empty with ``burst``), with RQ's
     scheduler for delayed retries and the periodic jobs' scheduler beside it."""
     queues = [Queue(name, connection=connection) for name in queue_names]
-    worker = AppWorker(queues, connection=connection, app=app)
+    # RQ restarts a dead scheduler (e.g. its process killed with the lock) at maintenance:
+    # every minute instead of every ten, so delayed retries do not wait for the sweeper.
+    worker = AppWorker(queues, connection=connection, app=app, maintenance_interval=60)
     stop = threading.Event()
     if periodic_jobs and not burst:
         PeriodicThread(periodic_scheduler(app, connection, periodic_jobs), stop).start()
