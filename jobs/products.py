@@ -3,13 +3,11 @@ sync; these pick the accounts, build the connector's parts from the host and enq
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-
-from redis.exceptions import RedisError
 
 from shipgear_exchange_plugin import PLUGIN_ID, products, runtime
 from shipgear_exchange_plugin.host_contract import get_host
+from shipgear_exchange_plugin.jobs.locks import once
 from shipgear_exchange_plugin.models import StoreAccount, utcnow
 from shipgear_exchange_plugin.plugin import state
 from shipgear_exchange_plugin.ratelimit import RedisRateLimiter
@@ -61,13 +59,9 @@ def sync_due() -> dict[str, int]:
     Redis key that expires), so a store that keeps failing is not asked on every pass."""
     host = get_host()
     connection = host.redis()
-    lock = connection.lock("sgx:lock:products-due", timeout=300, blocking=False)
-    try:
-        if not lock.acquire(blocking=False):
+    with once(connection, "products-due", 300) as held:
+        if not held:
             return {"skipped": 1}
-    except RedisError:
-        return {"skipped": 1}
-    try:
         every = every_seconds(host.app.config)
         session = host.db.session
         due = products.due_accounts(session, host.enabled_company_ids(PLUGIN_ID),
@@ -84,6 +78,3 @@ def sync_due() -> dict[str, int]:
                           result_ttl=600, failure_ttl=86400)
             enqueued += 1
         return {"due": len(due), "enqueued": enqueued}
-    finally:
-        with contextlib.suppress(RedisError):
-            lock.release()

@@ -4,7 +4,6 @@ that any number of workers run them once per interval."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import requests
@@ -13,27 +12,12 @@ from rq import Retry
 
 from shipgear_exchange_plugin import PLUGIN_ID, health, history, runtime, settings, status
 from shipgear_exchange_plugin.host_contract import get_host
+from shipgear_exchange_plugin.jobs.locks import once
 from shipgear_exchange_plugin.models import StoreAccount, utcnow
 from shipgear_exchange_plugin.plugin import state
 
 QUEUE = "shipgear-status"
 ALERT_TIMEOUT = (3.05, 10.0)
-
-
-@contextlib.contextmanager
-def _once(connection, name: str, seconds: int):
-    """Run the body only where this lock was free (periodic jobs on many workers)."""
-    lock = connection.lock(f"sgx:lock:{name}", timeout=seconds, blocking=False)
-    try:
-        held = lock.acquire(blocking=False)
-    except RedisError:
-        held = False
-    try:
-        yield held
-    finally:
-        if held:
-            with contextlib.suppress(RedisError):
-                lock.release()
 
 
 def _enabled_accounts(host) -> list[StoreAccount]:
@@ -50,7 +34,7 @@ def _enabled_accounts(host) -> list[StoreAccount]:
 def health_checks() -> int:
     """Periodic: one probe job per enabled store account (each probes its three APIs)."""
     host = get_host()
-    with _once(host.redis(), "health-checks", 60) as held:
+    with once(host.redis(), "health-checks", 60) as held:
         if not held:
             return 0
         every = int(host.app.config.get("SHIPGEAR_HEALTH_EVERY") or 300)
@@ -79,7 +63,7 @@ def probe(account_id: int) -> dict[str, str]:
 def snapshot() -> int:
     """Periodic (every minute): store each API's colour, alert on changes, prune."""
     host = get_host()
-    with _once(host.redis(), "status-snapshot", 50) as held:
+    with once(host.redis(), "status-snapshot", 50) as held:
         if not held:
             return 0
         accounts = _enabled_accounts(host)

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from shipgear_exchange_plugin import PLUGIN_ID, dispatch, runtime
 from shipgear_exchange_plugin.host_contract import get_host
+from shipgear_exchange_plugin.jobs.locks import once
 from shipgear_exchange_plugin.models import Writeback
 
 
@@ -75,13 +76,9 @@ def sweep() -> dict[str, int]:
     (Redis restarted, a worker killed). Idempotent; one sweep at a time across workers."""
     host = get_host()
     connection = host.redis()
-    lock = connection.lock("sgx:lock:sweep", timeout=300, blocking=False)
-    try:
-        if not lock.acquire(blocking=False):
+    with once(connection, "sweep", 300) as held:
+        if not held:
             return {"skipped": 1}
-    except RedisError:
-        return {"skipped": 1}
-    try:
         service = runtime.writeback_service(host)
         queue = runtime.writeback_queue(host)
         released = service.release_stale_claims()
@@ -89,17 +86,14 @@ def sweep() -> dict[str, int]:
         feeds = runtime.amazon_feeds(host)
         batched = feeds.accounts_due(companies, runtime.feed_threshold(host),
                                      forced=_throttled_amazon_accounts(connection))
-        due = [row for row in service.due(companies) if row[0] not in
-               _rows_of_accounts(host, batched)]
+        in_feeds = _rows_of_accounts(host, batched)
+        due = [row for row in service.due(companies) if row[0] not in in_feeds]
         every = float(host.app.config.get("SHIPGEAR_SWEEP_INTERVAL") or 30)
         enqueued = dispatch.ensure_jobs(queue, due, grace=dt.timedelta(seconds=max(10, 3 * every)))
         enqueued += dispatch.enqueue_feed_work(queue, batched, feeds.feeds_due(),
                                                service.now())
         return {"released": released, "due": len(due), "enqueued": enqueued,
                 "feeds": len(batched)}
-    finally:
-        with contextlib.suppress(RedisError):
-            lock.release()
 
 
 def submit_feed(account_id: int) -> str:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from .models import Attempt, UTCDateTime, Writeback
+from .models import UTCDateTime, Writeback
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -266,8 +266,3 @@ def packages_of_order(session: Session, company_id: int, row: Writeback) -> list
         .order_by(Writeback.package_key)
     ).scalars().all()
 
-
-def latest_attempts(session: Session, writeback_id: int) -> list[Attempt]:
-    return session.execute(
-        sa.select(Attempt).where(Attempt.writeback_id == writeback_id).order_by(Attempt.number)
-    ).scalars().all()

@@ -32,7 +32,6 @@ from .models import StoreAccount, utcnow
 
 APIS = tuple(api.value for api in Api)
 API_LABELS = {"products": "Products API", "writeback": "Writeback API", "orders": "Orders API"}
-COLOURS = ("green", "yellow", "red", "none")
 READ_ERROR = "Error reading API status"
 
 
