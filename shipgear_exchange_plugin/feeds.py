@@ -81,6 +81,9 @@ class AmazonFeeds:
         finally:
             connector.close()
         now = self.service.now()
+        ours = self._release_batch([row.id for row in rows])
+        refused = [(row, problem) for row, problem in refused if row.id in ours]
+        ready = [(row, problem) for row, problem in ready if row.id in ours]
         for row, problem in refused:  # fails alone, like a single confirmShipment would
             self._attempt(row, problem, now)
             self.service._fail_attempt(row, problem, now)
@@ -187,6 +190,20 @@ class AmazonFeeds:
             sa.select(Writeback).where(Writeback.id.in_(ids),
                                        Writeback.claimed_by == service.worker_id)
             .order_by(Writeback.id).execution_options(populate_existing=True)).scalars())
+
+    def _release_batch(self, ids: list[int]) -> set[int]:
+        """The rows of the batch still claimed by this worker, released and locked until
+        the commit. A row the sweeper took meanwhile (a stalled worker) already counts an
+        interrupted attempt that checks first, so this job's result must not touch it."""
+        kept = set(self.session.execute(
+            sa.update(Writeback).where(Writeback.id.in_(ids),
+                                       Writeback.claimed_by == self.service.worker_id)
+            .values(claimed_by=None, claimed_at=None).returning(Writeback.id)
+            .execution_options(synchronize_session=False)).scalars())
+        if len(kept) < len(ids):
+            log.warning("amazon feed: %d rows were taken over while the feed was sent; "
+                        "their result is dropped", len(ids) - len(kept))
+        return kept
 
     def _attempt(self, row: Writeback, result: Result, now: dt.datetime) -> None:
         self.session.add(Attempt(

@@ -19,6 +19,7 @@ shared rate limiter costs no attempt.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -58,6 +59,15 @@ class Policy:
     verify_schedule: tuple[float, ...] = (20, 60, 300, 900, 3600, 7200)
     claim_stale_after: float = 300
     timeout: tuple[float, float] = (3.05, 15.0)
+
+    def __post_init__(self) -> None:
+        # A claim is renewed before a store call once a third of it has passed, so two
+        # thirds of it must outlast the slowest call, or a live worker could lose its row.
+        slowest = sum(self.timeout)
+        if self.claim_stale_after < 1.5 * slowest:
+            raise ValueError(f"SHIPGEAR_CLAIM_STALE_AFTER ({self.claim_stale_after:g} s) must "
+                             f"be at least 1.5 times the connect and read timeouts together "
+                             f"({slowest:g} s)")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Policy:
@@ -115,10 +125,12 @@ class WritebackService:
         self.now = now
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self._connector_factory = connector_factory or self._connector
+        self._held: tuple[int, dt.datetime] | None = None  # (row id, claimed at) while working
 
     def _connector(self, row: Writeback) -> Connector:
         return connector_for(row.account, read_credentials(self.box, row.account),
-                             self.recorder, self.policy.timeout, throttle=self.throttle)
+                             self.recorder, self.policy.timeout,
+                             throttle=_ClaimKeeper(self, self.throttle))
 
     # -- claiming --------------------------------------------------------------------------
     def _claimable(self, status: WritebackStatus, now: dt.datetime):
@@ -138,34 +150,71 @@ class WritebackService:
     def _claim(self, writeback_id: int, status: WritebackStatus,
                reserve_attempt: bool) -> Writeback | None:
         """Take the row for this worker, or None when it is not due, not in ``status``, or
-        another worker holds it. One short transaction."""
+        another worker holds it: one ``UPDATE ... RETURNING`` whose target is picked with
+        ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers anyway).
+
+        The returned row stays loaded after the commit: while the claim is ours nobody else
+        writes the row, except the sweeper or a user, who both clear the claim, which
+        :meth:`_fence` then notices."""
         now = self.now()
-        conditions = [Writeback.id == writeback_id, *self._claimable(status, now)]
+        conditions = self._claimable(status, now)
+        target = (sa.select(Writeback.id).where(Writeback.id == writeback_id, *conditions)
+                  .with_for_update(skip_locked=True).scalar_subquery())
+        values: dict[str, Any] = {"claimed_by": self.worker_id, "claimed_at": now}
+        if reserve_attempt:
+            values["attempt_count"] = Writeback.attempt_count + 1
         session = self.session
         try:
-            locked = session.execute(sa.select(Writeback.id).where(*conditions)
-                                     .with_for_update(skip_locked=True)).scalar()
-            if locked is None:
+            row = session.execute(
+                sa.update(Writeback).where(Writeback.id == target, *conditions)
+                .values(**values).returning(Writeback)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            ).scalar()
+            if row is None:
                 session.rollback()
                 return None
-            values: dict[str, Any] = {"claimed_by": self.worker_id, "claimed_at": now}
-            if reserve_attempt:
-                values["attempt_count"] = Writeback.attempt_count + 1
-            taken = session.execute(sa.update(Writeback).where(*conditions).values(**values)
-                                    .execution_options(synchronize_session=False))
-            if taken.rowcount != 1:
-                session.rollback()
-                return None
-            session.commit()
+            row.account  # noqa: B018 - loaded now, so the commit does not discard it
+            with _kept_after_commit(session):
+                session.commit()
         except Exception:
             session.rollback()
             raise
-        return session.get(Writeback, writeback_id, populate_existing=True)
+        self._held = (row.id, now)
+        return row
 
-    def _locked(self, writeback_id: int) -> Writeback:
-        return self.session.execute(
-            sa.select(Writeback).where(Writeback.id == writeback_id).with_for_update()
-            .execution_options(populate_existing=True)).scalar_one()
+    def _fence(self, writeback_id: int, release: bool = False) -> bool:
+        """Still ours? Renews the claim (or releases it) only if this worker holds it, and
+        keeps the row locked until the caller commits. False: the sweeper or a user took
+        the row meanwhile, and whatever this worker learnt must not be written to it."""
+        now = self.now()
+        values = ({"claimed_by": None, "claimed_at": None} if release
+                  else {"claimed_at": now})
+        taken = self.session.execute(
+            sa.update(Writeback).where(Writeback.id == writeback_id,
+                                       Writeback.claimed_by == self.worker_id)
+            .values(**values).execution_options(synchronize_session=False))
+        if taken.rowcount != 1:
+            self.session.rollback()
+            self._held = None
+            log.warning("write-back %s: the claim of %s was taken over (stale or reset by a "
+                        "user); its result is dropped, the next attempt asks the store first",
+                        writeback_id, self.worker_id)
+            return False
+        self._held = None if release else (writeback_id, now)
+        return True
+
+    def keep_claim(self) -> None:
+        """Before each store call: renew a claim that has aged a third of the way to stale,
+        so that a live worker never loses it to the sweeper (a round trip only then), and
+        stop the work if it was lost anyway (the worker was paused for longer than that)."""
+        if self._held is None:
+            return
+        writeback_id, since = self._held
+        if (self.now() - since).total_seconds() < self.policy.claim_stale_after / 3:
+            return
+        if not self._fence(writeback_id):
+            raise ClaimLost(writeback_id)
+        self._commit()
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, writeback_id: int) -> Step:
@@ -185,28 +234,33 @@ class WritebackService:
                     result = check
             if result is None:
                 result = connector.write_back(package)
+        except ClaimLost:
+            return Step(writeback_id, "lost")
         except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
             log.exception("write-back %s: connector raised", writeback_id)
             result = _internal_error(exc, maybe_applied=True)
         finally:
             if connector is not None:
                 connector.close()
-        return self._record_send(writeback_id, number, started, result)
+        return self._record_send(row, number, started, result)
 
-    def _record_send(self, writeback_id: int, number: int, started: dt.datetime,
+    def _record_send(self, row: Writeback, number: int, started: dt.datetime,
                      result: Result) -> Step:
+        """The attempt and the row's new state in one transaction, only if the claim is
+        still ours (otherwise the sweeper already counted this attempt as interrupted)."""
         session = self.session
-        row = self._locked(writeback_id)
-        self._warn_if_claim_lost(row)
+        if not self._fence(row.id, release=True):
+            return Step(row.id, "lost")
         now = self.now()
         row.claimed_by = row.claimed_at = None
         if result.deferred:  # never left this machine: give the attempt number back
             row.attempt_count -= 1
             row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
-            session.commit()
-            return Step(row.id, "deferred", row.status, row.next_attempt_at, "send",
+            step = Step(row.id, "deferred", row.status, row.next_attempt_at, "send",
                         next_number=row.attempt_count + 1, throttled=True,
                         account_id=row.account_id, platform=row.account.platform)
+            self._commit()
+            return step
         session.add(Attempt(
             company_id=row.company_id, writeback_id=row.id, number=number, started_at=started,
             outcome=result.outcome.value, http_status=result.http_status,
@@ -226,12 +280,19 @@ class WritebackService:
             next_kind = "verify"
         else:
             next_kind = self._fail_attempt(row, result, now)
-        session.commit()
-        log.info("write-back %s attempt %s: %s", row.id, number, result.outcome.value)
-        return Step(row.id, "sent", row.status, row.next_attempt_at, next_kind, number,
+        step = Step(row.id, "sent", row.status, row.next_attempt_at, next_kind, number,
                     next_number=row.attempt_count + 1 if next_kind == "send" else 0,
                     throttled=result.throttled, account_id=row.account_id,
                     platform=row.account.platform)
+        self._commit()
+        log.info("write-back %s attempt %s: %s", row.id, number, result.outcome.value)
+        return step
+
+    def _commit(self) -> None:
+        """Commit without expiring loaded rows: the job has what it needs for its Step and
+        must not pay a SELECT to reload a row it will not read again."""
+        with _kept_after_commit(self.session):
+            self.session.commit()
 
     def _succeed(self, row: Writeback) -> None:
         row.status = WritebackStatus.SUCCESS
@@ -272,20 +333,23 @@ class WritebackService:
         try:
             connector = self._connector_factory(row)
             result = connector.verify(package_of(row))
+        except ClaimLost:
+            return Step(writeback_id, "lost")
         except Exception as exc:  # noqa: BLE001
             log.exception("write-back %s: verification raised", writeback_id)
             result = _internal_error(exc)
         finally:
             if connector is not None:
                 connector.close()
-        row = self._locked(writeback_id)
-        self._warn_if_claim_lost(row)
+        if not self._fence(writeback_id, release=True):
+            return Step(writeback_id, "lost")
         now = self.now()
         row.claimed_by = row.claimed_at = None
         if result.deferred:
             row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
-            self.session.commit()
-            return Step(row.id, "deferred", row.status, row.next_attempt_at, "verify")
+            step = Step(row.id, "deferred", row.status, row.next_attempt_at, "verify")
+            self._commit()
+            return step
         checks = len(self.policy.verify_schedule)
         row.verify_checks += 1
         if result.outcome is Outcome.VERIFIED:
@@ -302,14 +366,10 @@ class WritebackService:
             next_kind = self._fail_attempt(row, Result(
                 Outcome.RETRYABLE, f"Accepted, but the store's Orders API did not show it after "
                 f"{checks} checks: {result.message}"), now)
-        self.session.commit()
-        return Step(row.id, "verified", row.status, row.next_attempt_at, next_kind,
+        step = Step(row.id, "verified", row.status, row.next_attempt_at, next_kind,
                     next_number=row.attempt_count + 1 if next_kind == "send" else 0)
-
-    def _warn_if_claim_lost(self, row: Writeback) -> None:
-        if row.claimed_by != self.worker_id:
-            log.warning("write-back %s: claim of %s was taken over by %s (stale claim)",
-                        row.id, self.worker_id, row.claimed_by)
+        self._commit()
+        return step
 
     # -- recovery --------------------------------------------------------------------------
     def release_stale_claims(self) -> int:
@@ -371,6 +431,7 @@ class WritebackService:
             previous = (row.status, row.error_count)
             if row.status == WritebackStatus.FAILED:
                 row.error_count = 0
+            if row.status == WritebackStatus.FAILED or row.claimed_by is not None:
                 row.needs_check = True  # it may have landed: ask before sending again
             row.status = WritebackStatus.PENDING
             row.next_attempt_at = now
@@ -401,6 +462,37 @@ class WritebackService:
             detail={"previous_status": previous, "note": note[:500]}))
         self.session.commit()
         return row
+
+
+class ClaimLost(Exception):
+    """The sweeper or a user took the row while this worker was working on it."""
+
+
+class _ClaimKeeper:
+    """The throttle a connector sees: the shared rate limiter first, then, when the call
+    may go, the claim is renewed or found lost (:meth:`WritebackService.keep_claim`)."""
+
+    def __init__(self, service: WritebackService, limiter: Throttle | None) -> None:
+        self.service = service
+        self.limiter = limiter
+
+    def wait_for(self, account_id: int, platform: str, api: Any) -> float:
+        wait = self.limiter.wait_for(account_id, platform, api) if self.limiter else 0.0
+        if wait <= 0:
+            self.service.keep_claim()
+        return wait
+
+
+@contextlib.contextmanager
+def _kept_after_commit(session: Session):
+    """Commit without expiring what the session holds (``expire_on_commit`` off for once)."""
+    real = session() if callable(session) else session  # Flask-SQLAlchemy's scoped session
+    previous = real.expire_on_commit
+    real.expire_on_commit = False
+    try:
+        yield
+    finally:
+        real.expire_on_commit = previous
 
 
 def _internal_error(exc: Exception, maybe_applied: bool = False) -> Result:

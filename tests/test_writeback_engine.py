@@ -208,6 +208,100 @@ def test_a_stale_claim_is_released_as_an_interrupted_attempt_that_checks_first(e
     assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [(1, "interrupted")]
 
 
+class Meanwhile:
+    """A throttle that lets the store call go, but first makes something happen in another
+    thread (with its own session), as if the worker had stalled in the rate limiter."""
+
+    def __init__(self, app, what) -> None:
+        self.app, self.what, self.done = app, what, False
+
+    def wait_for(self, account_id, platform, api) -> float:
+        if not self.done:
+            self.done = True
+            thread = threading.Thread(target=self._run)
+            thread.start()
+            thread.join(30)
+        return 0.0
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            self.what()
+            db.session.remove()
+
+
+def sweeper_at(app, when: dt.datetime):
+    def sweep():
+        assert service(app, lambda: when).release_stale_claims() == 1
+    return sweep
+
+
+def test_a_worker_that_lost_its_claim_records_nothing_and_the_next_attempt_checks_first(
+        engine_app, sandbox):
+    """A worker stalls; the sweeper takes its row as interrupted. The stalled worker's
+    send still lands, but its result must not be written over the sweeper's: the next
+    attempt asks the store first, finds the package, and sends nothing more."""
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    later = clock.now + dt.timedelta(seconds=FAST.claim_stale_after + 1)
+    with engine_app.app_context():
+        stalled = WritebackService(db.session, state(engine_app).credentials, policy=FAST,
+                                   now=clock, throttle=Meanwhile(engine_app,
+                                                                 sweeper_at(engine_app, later)))
+        assert stalled.send(wid).action == "lost"
+        db.session.remove()
+    assert len(store(sandbox).writes) == 1  # the stalled send did reach the store
+    clock.to(later)
+    row = drive(engine_app, clock, wid)
+    assert (row.status, row.attempt_count, row.error_count) == ("success", 2, 1)
+    assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [
+        (1, "interrupted"), (2, "verified")]
+    assert len(store(sandbox).writes) == 1 and store(sandbox).duplicates() == {}
+
+
+def test_a_slow_worker_renews_its_claim_so_the_sweeper_leaves_it(engine_app, sandbox):
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    start = clock.now
+
+    def time_passes():  # the worker stalled for half the stale time before calling
+        clock.now = start + dt.timedelta(seconds=FAST.claim_stale_after / 2)
+
+    with engine_app.app_context():
+        slow = WritebackService(db.session, state(engine_app).credentials, policy=FAST,
+                                now=clock, throttle=Meanwhile(engine_app, time_passes))
+        assert slow.send(wid).action == "sent"
+        sweeper = service(engine_app, lambda: start + dt.timedelta(
+            seconds=FAST.claim_stale_after + 1))
+        assert sweeper.release_stale_claims() == 0
+        db.session.remove()
+    assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [(1, "accepted")]
+
+
+def test_a_worker_that_finds_its_claim_gone_before_calling_sends_nothing(engine_app, sandbox):
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    start = clock.now
+    sweep = sweeper_at(engine_app, start + dt.timedelta(seconds=FAST.claim_stale_after + 1))
+
+    def stalled_then_swept():
+        sweep()
+        clock.now = start + dt.timedelta(seconds=FAST.claim_stale_after / 2)
+
+    with engine_app.app_context():
+        stalled = WritebackService(db.session, state(engine_app).credentials, policy=FAST,
+                                   now=clock, throttle=Meanwhile(engine_app,
+                                                                 stalled_then_swept))
+        assert stalled.send(wid).action == "lost"
+        db.session.remove()
+    assert store(sandbox).writes == []
+    assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [(1, "interrupted")]
+
+
+def test_a_claim_shorter_than_a_store_call_is_refused():
+    with pytest.raises(ValueError, match="SHIPGEAR_CLAIM_STALE_AFTER"):
+        Policy(claim_stale_after=20, timeout=(3.05, 15.0))
+
+
 def test_retry_now_and_mark_confirmed_are_audited(engine_app, sandbox):
     faults(sandbox, auth_refused=True)
     first, second = ship(engine_app, packages=2)
