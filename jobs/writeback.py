@@ -15,20 +15,15 @@ from shipgear_exchange_plugin.host_contract import get_host
 from shipgear_exchange_plugin.jobs.locks import once
 from shipgear_exchange_plugin.models import Writeback
 
-
-def _enabled(host, writeback_id: int) -> bool:
-    row = host.db.session.get(Writeback, writeback_id)
-    enabled = row is not None and host.is_enabled(PLUGIN_ID, row.company_id)
-    host.db.session.rollback()
-    return enabled
+WAITING = "waiting: plugin disabled for the company"
 
 
 def send(writeback_id: int) -> str:
     """One attempt at writing a package back to its store."""
     host = get_host()
-    if not _enabled(host, writeback_id):
-        return "waiting: plugin disabled for the company"
     step = runtime.writeback_service(host).send(writeback_id)
+    if step.action == "waiting":
+        return WAITING
     if step.throttled and step.platform == "amazon":  # the sweeper batches the rest
         with contextlib.suppress(RedisError):
             host.redis().zadd(THROTTLED_KEY, {str(step.account_id): time.time() + 600})
@@ -39,9 +34,9 @@ def send(writeback_id: int) -> str:
 def verify(writeback_id: int) -> str:
     """One check that an accepted write-back shows on the store."""
     host = get_host()
-    if not _enabled(host, writeback_id):
-        return "waiting: plugin disabled for the company"
     step = runtime.writeback_service(host).verify(writeback_id)
+    if step.action == "waiting":
+        return WAITING
     dispatch.follow(runtime.writeback_queue(host), step)
     return step.action
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rq import Queue
 
-from . import dispatch
+from . import PLUGIN_ID, dispatch
 from .feeds import AmazonFeeds
 from .host_contract import Host
 from .plugin import state
@@ -29,7 +29,8 @@ def rate_limiter(host: Host) -> RedisRateLimiter:
 def writeback_service(host: Host) -> WritebackService:
     return WritebackService(
         host.db.session, state(host.app).credentials, policy=policy(host),
-        throttle=rate_limiter(host), recorder=state(host.app).recorder)
+        throttle=rate_limiter(host), recorder=state(host.app).recorder,
+        enabled=lambda company_id: host.is_enabled(PLUGIN_ID, company_id))
 
 
 def amazon_feeds(host: Host) -> AmazonFeeds:

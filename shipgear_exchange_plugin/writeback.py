@@ -116,8 +116,10 @@ class WritebackService:
     def __init__(self, session: Session, box: CredentialBox, *, policy: Policy | None = None,
                  recorder: CallRecorder | None = None, throttle: Throttle | None = None,
                  connector_factory: ConnectorFactory | None = None,
-                 now: Callable[[], dt.datetime] = utcnow, worker_id: str | None = None) -> None:
+                 now: Callable[[], dt.datetime] = utcnow, worker_id: str | None = None,
+                 enabled: Callable[[int], bool] | None = None) -> None:
         self.session = session
+        self.enabled = enabled  # is the plugin on for this company? (None: always)
         self.box = box
         self.policy = policy or Policy()
         self.recorder = recorder
@@ -148,10 +150,13 @@ class WritebackService:
         return conditions
 
     def _claim(self, writeback_id: int, status: WritebackStatus,
-               reserve_attempt: bool) -> Writeback | None:
-        """Take the row for this worker, or None when it is not due, not in ``status``, or
-        another worker holds it: one ``UPDATE ... RETURNING`` whose target is picked with
-        ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers anyway).
+               reserve_attempt: bool) -> Writeback | Step:
+        """Take the row for this worker: one ``UPDATE ... RETURNING`` whose target is
+        picked with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers).
+        A Step instead when there is nothing to do: "skipped" when the row is not due, not
+        in ``status`` or held by another worker; "waiting" when the company's plugin is
+        off (the claim is rolled back: the row waits, and the sweeper finds it again once
+        the company is enabled).
 
         The returned row stays loaded after the commit: while the claim is ours nobody else
         writes the row, except the sweeper or a user, who both clear the claim, which
@@ -172,7 +177,10 @@ class WritebackService:
             ).scalar()
             if row is None:
                 session.rollback()
-                return None
+                return Step(writeback_id, "skipped")
+            if self.enabled is not None and not self.enabled(row.company_id):
+                session.rollback()
+                return Step(writeback_id, "waiting")
             row.account  # noqa: B018 - loaded now, so the commit does not discard it
             with _kept_after_commit(session):
                 session.commit()
@@ -220,20 +228,22 @@ class WritebackService:
     def send(self, writeback_id: int) -> Step:
         """One write-back attempt for a pending row."""
         row = self._claim(writeback_id, WritebackStatus.PENDING, reserve_attempt=True)
-        if row is None:
-            return Step(writeback_id, "skipped")
+        if isinstance(row, Step):
+            return row
         number, started = row.attempt_count, self.now()
         connector = None
         try:
             package = package_of(row)
             connector = self._connector_factory(row)
-            result = None
+            result = shown = None
             if row.needs_check:
                 check = connector.verify(package)
                 if check.outcome is Outcome.VERIFIED or check.deferred:
                     result = check
             if result is None:
                 result = connector.write_back(package)
+                if result.outcome is Outcome.ACCEPTED and connector.shows_writes_at_once:
+                    shown = connector.verify(package)  # the first check, in the same job
         except ClaimLost:
             return Step(writeback_id, "lost")
         except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
@@ -242,10 +252,10 @@ class WritebackService:
         finally:
             if connector is not None:
                 connector.close()
-        return self._record_send(row, number, started, result)
+        return self._record_send(row, number, started, result, shown)
 
     def _record_send(self, row: Writeback, number: int, started: dt.datetime,
-                     result: Result) -> Step:
+                     result: Result, shown: Result | None = None) -> Step:
         """The attempt and the row's new state in one transaction, only if the claim is
         still ours (otherwise the sweeper already counted this attempt as interrupted)."""
         session = self.session
@@ -271,13 +281,17 @@ class WritebackService:
         if result.outcome is Outcome.VERIFIED:
             self._succeed(row)
         elif result.outcome is Outcome.ACCEPTED:
-            row.status = WritebackStatus.SUBMITTED
             row.submitted_at = now
-            row.verify_checks = 0
             row.needs_check = False
-            row.last_error = None
-            row.next_attempt_at = now + self.policy.verify_delay(0)
-            next_kind = "verify"
+            if shown is not None and shown.outcome is Outcome.VERIFIED:
+                row.verify_checks = 1
+                self._succeed(row)
+            else:  # not read back, or not shown yet: the scheduled checks follow
+                row.status = WritebackStatus.SUBMITTED
+                row.verify_checks = 0
+                row.last_error = None
+                row.next_attempt_at = now + self.policy.verify_delay(0)
+                next_kind = "verify"
         else:
             next_kind = self._fail_attempt(row, result, now)
         step = Step(row.id, "sent", row.status, row.next_attempt_at, next_kind, number,
@@ -327,8 +341,8 @@ class WritebackService:
     def verify(self, writeback_id: int) -> Step:
         """One verification check of a submitted row (B1)."""
         row = self._claim(writeback_id, WritebackStatus.SUBMITTED, reserve_attempt=False)
-        if row is None:
-            return Step(writeback_id, "skipped")
+        if isinstance(row, Step):
+            return row
         connector = None
         try:
             connector = self._connector_factory(row)

@@ -59,20 +59,20 @@ def store(sandbox):
 
 
 def ship(app, carrier: str = "UPS", order_id: str = "5001", packages: int = 1,
-         company_id: int = 1) -> list[int]:
+         company_id: int = 1, platform: str = PLATFORM) -> list[int]:
     """The store has the order (as the host imported it); the desk ships it."""
     host = app.extensions["exchange.host"]
     boxes = [{"tracking_number": f"1Z{order_id}{n}",
               "items": [{"sku": f"SKU-{1000 + n}", "order_item_id": f"{order_id}0{n}",
                          "quantity": 1}]} for n in range(packages)]
     sandbox_url = app.config["SHIPGEAR_SANDBOX_URL"]
-    made = requests.post(f"{sandbox_url}/_sandbox/{PLATFORM}/c{company_id}/orders", json={
+    made = requests.post(f"{sandbox_url}/_sandbox/{platform}/c{company_id}/orders", json={
         "orders": [{"order_id": order_id, "items": [i for b in boxes for i in b["items"]]}]},
         timeout=5)
     assert made.status_code == 201, made.text
     with app.app_context():
         shipment = process_shipment(
-            host, company_id=company_id, order_source=f"{PLATFORM}-{company_id}",
+            host, company_id=company_id, order_source=f"{platform}-{company_id}",
             order_id=order_id, carrier=carrier, service="Ground", packages=boxes)
         return list(db.session.execute(sa.select(Writeback.id).where(
             Writeback.shipment_id == shipment.id).order_by(Writeback.id)).scalars())
@@ -106,11 +106,30 @@ def attempts(app, writeback_id: int) -> list[Attempt]:
 
 
 def test_a_write_back_is_accepted_then_verified_on_the_store(engine_app, sandbox):
+    """A store that applies a write before answering is read straight back in the same
+    job: one send, one read of the order, success."""
     (wid,) = ship(engine_app)
+    with engine_app.app_context():
+        step = service(engine_app, Clock()).send(wid)
+    assert (step.status, step.next_kind) == ("success", None)
     row = drive(engine_app, Clock(), wid)
     assert (row.status, row.error_count, row.verify_checks) == ("success", 0, 1), row.last_error
     assert [a.outcome for a in attempts(engine_app, wid)] == ["accepted"]
     assert [w["tracking_number"] for w in store(sandbox).writes] == ["1Z50010"]
+    methods = [r["method"] for r in store(sandbox).requests]
+    assert methods.count("POST") == 1 and methods[methods.index("POST") + 1:], methods
+    assert set(methods[methods.index("POST") + 1:]) == {"GET"}  # the order, read back
+
+
+def test_amazon_is_checked_later_because_it_processes_confirmations_after_answering(
+        engine_app, sandbox):
+    (wid,) = ship(engine_app, platform="amazon", order_id="114-1234567-7654321")
+    clock = Clock()
+    with engine_app.app_context():
+        step = service(engine_app, clock).send(wid)
+    assert (step.status, step.next_kind) == ("submitted", "verify")
+    assert step.next_at == clock.now + dt.timedelta(seconds=FAST.verify_schedule[0])
+    assert drive(engine_app, clock, wid).status == "success"
 
 
 def test_an_always_failing_store_gets_exactly_five_attempts(engine_app, sandbox):
@@ -342,7 +361,7 @@ def test_committed_shipments_are_enqueued_and_the_sweeper_recovers_lost_jobs(eng
     worker.work(burst=True)
     with engine_app.app_context():
         row = db.session.get(Writeback, wid)
-        assert row.status == "submitted"
+        assert row.status == "success"  # sent and read back by the one job
         assert len(store(sandbox).writes) == 1
 
 

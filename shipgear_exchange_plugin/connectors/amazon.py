@@ -238,6 +238,7 @@ class AmazonConnector(HttpConnector):
     ``seller_id`` (Merchant Token, for the products list), ``lwa_url``, ``other_carriers``."""
 
     platform = "amazon"
+    shows_writes_at_once = False  # confirmShipment is processed after the answer
     credential_fields = ("client_id", "client_secret", "refresh_token")
     request_id_headers = ("x-amzn-RequestId",)
 

@@ -184,6 +184,9 @@ class Connector(abc.ABC):
     platform: ClassVar[str]
     #: Keys the account's encrypted credentials must hold.
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    #: The store applies a write before answering, so reading the order straight back
+    #: is a meaningful check (Amazon processes confirmations later: False there).
+    shows_writes_at_once: ClassVar[bool] = True
 
     @abc.abstractmethod
     def write_back(self, package: Package) -> Result:
