@@ -117,18 +117,54 @@ class RedisCallRecorder:
         self._last_warning = 0.0
 
     def record(self, call: CallRecord) -> None:
-        failed = int(call.outcome.is_error and not call.throttled)
+        self.record_many([call])
+
+    def record_many(self, calls: list[CallRecord]) -> None:
+        """Count calls in one round trip (a pipeline when there are several)."""
+        if not calls:
+            return
         try:
-            self._script(keys=[key(call.account_id, call.api)], args=[
-                int(call.at.timestamp()) // 60, failed, int(call.throttled),
-                int(call.latency_ms > self.slow_ms), "H" if is_hard_failure(call) else "o",
-                call.at.timestamp(), call.http_status or 0,
-                describe(call) if call.outcome.is_error else "", self.window_minutes, KEY_TTL])
+            if len(calls) == 1:
+                self._record(calls[0], self.connection)
+                return
+            with self.connection.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    self._record(call, pipe)
+                pipe.execute()
         except RedisError as exc:
             if time.monotonic() - self._last_warning > 60:
                 self._last_warning = time.monotonic()
-                log.warning("call to account %s %s not recorded (status store: %s)",
-                            call.account_id, call.api, exc)
+                log.warning("%d calls to account %s not recorded (status store: %s)",
+                            len(calls), calls[0].account_id, exc)
+
+    def _record(self, call: CallRecord, client) -> None:
+        failed = int(call.outcome.is_error and not call.throttled)
+        self._script(keys=[key(call.account_id, call.api)], args=[
+            int(call.at.timestamp()) // 60, failed, int(call.throttled),
+            int(call.latency_ms > self.slow_ms), "H" if is_hard_failure(call) else "o",
+            call.at.timestamp(), call.http_status or 0,
+            describe(call) if call.outcome.is_error else "", self.window_minutes, KEY_TTL],
+            client=client)
+
+    def batch(self) -> BatchRecorder:
+        """A recorder that keeps one job's calls and counts them together on flush()."""
+        return BatchRecorder(self)
+
+
+class BatchRecorder:
+    """Calls of one write-back job, counted in one round trip when the job is done (the
+    panel sees them a few milliseconds later, and the job saves a round trip per call)."""
+
+    def __init__(self, target: RedisCallRecorder) -> None:
+        self.target = target
+        self.calls: list[CallRecord] = []
+
+    def record(self, call: CallRecord) -> None:
+        self.calls.append(call)
+
+    def flush(self) -> None:
+        calls, self.calls = self.calls, []
+        self.target.record_many(calls)
 
 
 @dataclass

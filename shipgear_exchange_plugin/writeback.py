@@ -128,11 +128,29 @@ class WritebackService:
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self._connector_factory = connector_factory or self._connector
         self._held: tuple[int, dt.datetime] | None = None  # (row id, claimed at) while working
+        self._calls: Any = None  # the job's call recorder, see _store_calls
 
     def _connector(self, row: Writeback) -> Connector:
         return connector_for(row.account, read_credentials(self.box, row.account),
-                             self.recorder, self.policy.timeout,
+                             self._calls or self.recorder, self.policy.timeout,
                              throttle=_ClaimKeeper(self, self.throttle))
+
+    @contextlib.contextmanager
+    def _store_calls(self, row: Writeback):
+        """A connector for the row, closed afterwards; its calls are counted together at
+        the end (one Redis round trip for the job instead of one per call)."""
+        batch = getattr(self.recorder, "batch", None)
+        self._calls = batch() if batch is not None else None
+        connector = None
+        try:
+            connector = self._connector_factory(row)
+            yield connector
+        finally:
+            if connector is not None:
+                connector.close()
+            if self._calls is not None:
+                self._calls.flush()
+            self._calls = None
 
     # -- claiming --------------------------------------------------------------------------
     def _claimable(self, status: WritebackStatus, now: dt.datetime):
@@ -190,25 +208,38 @@ class WritebackService:
         self._held = (row.id, now)
         return row
 
-    def _fence(self, writeback_id: int, release: bool = False) -> bool:
-        """Still ours? Renews the claim (or releases it) only if this worker holds it, and
-        keeps the row locked until the caller commits. False: the sweeper or a user took
-        the row meanwhile, and whatever this worker learnt must not be written to it."""
-        now = self.now()
-        values = ({"claimed_by": None, "claimed_at": None} if release
-                  else {"claimed_at": now})
+    def _fence(self, writeback_id: int, values: dict[str, Any]) -> bool:
+        """Write ``values`` to the row only if this worker still holds its claim (the row
+        stays locked until the caller commits). False: the sweeper or a user took the row
+        meanwhile, and whatever this worker learnt must not be written to it."""
         taken = self.session.execute(
             sa.update(Writeback).where(Writeback.id == writeback_id,
                                        Writeback.claimed_by == self.worker_id)
             .values(**values).execution_options(synchronize_session=False))
-        if taken.rowcount != 1:
-            self.session.rollback()
-            self._held = None
-            log.warning("write-back %s: the claim of %s was taken over (stale or reset by a "
-                        "user); its result is dropped, the next attempt asks the store first",
-                        writeback_id, self.worker_id)
+        if taken.rowcount == 1:
+            return True
+        self.session.rollback()
+        self._held = None
+        log.warning("write-back %s: the claim of %s was taken over (stale or reset by a "
+                    "user); its result is dropped, the next attempt asks the store first",
+                    writeback_id, self.worker_id)
+        return False
+
+    def _save(self, row: Writeback, attempt: Attempt | None = None) -> bool:
+        """End the claim: the row's changes, fenced, and the attempt, in one transaction.
+        The row is written by one guarded UPDATE of the columns this job changed, then
+        detached, so the session does not write it a second time."""
+        state = sa.inspect(row)
+        changes = {attr.key: state.attrs[attr.key].history.added[0]
+                   for attr in state.mapper.column_attrs
+                   if state.attrs[attr.key].history.added}
+        self.session.expunge(row)
+        if not self._fence(row.id, changes):
             return False
-        self._held = None if release else (writeback_id, now)
+        self._held = None
+        if attempt is not None:
+            self.session.add(attempt)
+        self._commit()
         return True
 
     def keep_claim(self) -> None:
@@ -218,10 +249,12 @@ class WritebackService:
         if self._held is None:
             return
         writeback_id, since = self._held
-        if (self.now() - since).total_seconds() < self.policy.claim_stale_after / 3:
+        now = self.now()
+        if (now - since).total_seconds() < self.policy.claim_stale_after / 3:
             return
-        if not self._fence(writeback_id):
+        if not self._fence(writeback_id, {"claimed_at": now}):
             raise ClaimLost(writeback_id)
+        self._held = (writeback_id, now)
         self._commit()
 
     # -- sending ---------------------------------------------------------------------------
@@ -231,36 +264,29 @@ class WritebackService:
         if isinstance(row, Step):
             return row
         number, started = row.attempt_count, self.now()
-        connector = None
+        result = shown = None
         try:
             package = package_of(row)
-            connector = self._connector_factory(row)
-            result = shown = None
-            if row.needs_check:
-                check = connector.verify(package)
-                if check.outcome is Outcome.VERIFIED or check.deferred:
-                    result = check
-            if result is None:
-                result = connector.write_back(package)
-                if result.outcome is Outcome.ACCEPTED and connector.shows_writes_at_once:
-                    shown = connector.verify(package)  # the first check, in the same job
+            with self._store_calls(row) as connector:
+                if row.needs_check:
+                    check = connector.verify(package)
+                    if check.outcome is Outcome.VERIFIED or check.deferred:
+                        result = check
+                if result is None:
+                    result = connector.write_back(package)
+                    if result.outcome is Outcome.ACCEPTED and connector.shows_writes_at_once:
+                        shown = connector.verify(package)  # the first check, in this job
         except ClaimLost:
             return Step(writeback_id, "lost")
         except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
             log.exception("write-back %s: connector raised", writeback_id)
             result = _internal_error(exc, maybe_applied=True)
-        finally:
-            if connector is not None:
-                connector.close()
         return self._record_send(row, number, started, result, shown)
 
     def _record_send(self, row: Writeback, number: int, started: dt.datetime,
                      result: Result, shown: Result | None = None) -> Step:
         """The attempt and the row's new state in one transaction, only if the claim is
         still ours (otherwise the sweeper already counted this attempt as interrupted)."""
-        session = self.session
-        if not self._fence(row.id, release=True):
-            return Step(row.id, "lost")
         now = self.now()
         row.claimed_by = row.claimed_at = None
         if result.deferred:  # never left this machine: give the attempt number back
@@ -269,13 +295,12 @@ class WritebackService:
             step = Step(row.id, "deferred", row.status, row.next_attempt_at, "send",
                         next_number=row.attempt_count + 1, throttled=True,
                         account_id=row.account_id, platform=row.account.platform)
-            self._commit()
-            return step
-        session.add(Attempt(
+            return step if self._save(row) else Step(row.id, "lost")
+        attempt = Attempt(
             company_id=row.company_id, writeback_id=row.id, number=number, started_at=started,
             outcome=result.outcome.value, http_status=result.http_status,
             request_id=result.request_id, message=result.message or None,
-            latency_ms=result.latency_ms))
+            latency_ms=result.latency_ms)
         row.last_attempt_at = started
         next_kind = None
         if result.outcome is Outcome.VERIFIED:
@@ -298,7 +323,8 @@ class WritebackService:
                     next_number=row.attempt_count + 1 if next_kind == "send" else 0,
                     throttled=result.throttled, account_id=row.account_id,
                     platform=row.account.platform)
-        self._commit()
+        if not self._save(row, attempt):
+            return Step(row.id, "lost")
         log.info("write-back %s attempt %s: %s", row.id, number, result.outcome.value)
         return step
 
@@ -343,27 +369,20 @@ class WritebackService:
         row = self._claim(writeback_id, WritebackStatus.SUBMITTED, reserve_attempt=False)
         if isinstance(row, Step):
             return row
-        connector = None
         try:
-            connector = self._connector_factory(row)
-            result = connector.verify(package_of(row))
+            with self._store_calls(row) as connector:
+                result = connector.verify(package_of(row))
         except ClaimLost:
             return Step(writeback_id, "lost")
         except Exception as exc:  # noqa: BLE001
             log.exception("write-back %s: verification raised", writeback_id)
             result = _internal_error(exc)
-        finally:
-            if connector is not None:
-                connector.close()
-        if not self._fence(writeback_id, release=True):
-            return Step(writeback_id, "lost")
         now = self.now()
         row.claimed_by = row.claimed_at = None
         if result.deferred:
             row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
             step = Step(row.id, "deferred", row.status, row.next_attempt_at, "verify")
-            self._commit()
-            return step
+            return step if self._save(row) else Step(row.id, "lost")
         checks = len(self.policy.verify_schedule)
         row.verify_checks += 1
         if result.outcome is Outcome.VERIFIED:
@@ -382,8 +401,7 @@ class WritebackService:
                 f"{checks} checks: {result.message}"), now)
         step = Step(row.id, "verified", row.status, row.next_attempt_at, next_kind,
                     next_number=row.attempt_count + 1 if next_kind == "send" else 0)
-        self._commit()
-        return step
+        return step if self._save(row) else Step(row.id, "lost")
 
     # -- recovery --------------------------------------------------------------------------
     def release_stale_claims(self) -> int:

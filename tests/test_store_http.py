@@ -155,3 +155,31 @@ def test_every_call_is_recorded_with_its_api_and_a_failing_recorder_fails_nothin
             raise ConnectionError("status store down")
 
     assert http(store.url, Broken()).request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    """Proxy variables as an operator sets them; the per-origin lookup starts afresh."""
+    from shipgear_exchange_plugin.connectors import http as http_module
+
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    http_module._proxies_for.cache_clear()
+    yield monkeypatch
+    http_module._proxies_for.cache_clear()
+
+
+def test_the_environments_proxy_is_used_and_no_proxy_is_honoured(store, environment):
+    """The environment is read once per store origin (not on every call), but the proxy
+    settings an operator gives still apply: here the store itself plays the proxy for a
+    host name that does not resolve."""
+    environment.setenv("HTTP_PROXY", store.url)
+    through_proxy = http("http://store.invalid").request(Api.ORDERS, "GET", "/ok")
+    assert through_proxy.error is None and through_proxy.json == {"ok": True}
+
+    environment.setenv("NO_PROXY", "store.invalid")
+    from shipgear_exchange_plugin.connectors import http as http_module
+
+    http_module._proxies_for.cache_clear()
+    direct = http("http://store.invalid").request(Api.ORDERS, "GET", "/ok")
+    assert direct.error is not None and direct.error.outcome is Outcome.RETRYABLE

@@ -391,3 +391,22 @@ def test_the_shared_rate_limiter_spans_workers(engine_app):
     assert waits[:3] == [0.0, 0.0, 0.0]
     assert 0.5 < waits[3] <= 1.0
     assert one.wait_for(99, "woocommerce-unknown", Api.WRITEBACK) == 0.0
+
+
+def test_a_jobs_store_calls_are_counted_for_connection_status(engine_app, sandbox):
+    """The job counts its calls together when it ends: Connection Status sees each one."""
+    from shipgear_exchange_plugin import callstats, runtime
+    from shipgear_exchange_plugin.connectors import Api
+
+    faults(sandbox, error_rate=1.0, error_status=503)
+    (wid,) = ship(engine_app)
+    host = engine_app.extensions["exchange.host"]
+    with engine_app.app_context():
+        account_id = db.session.get(Writeback, wid).account_id
+        assert runtime.writeback_service(host).send(wid).status == "pending"
+        stats = callstats.read_many(host.redis(), [(account_id, Api.WRITEBACK),
+                                                   (account_id, Api.ORDERS)],
+                                    dt.datetime.now(dt.UTC), 15)
+    calls = [r for r in store(sandbox).requests]
+    assert sum(s.calls for s in stats.values()) == len(calls) >= 1
+    assert sum(s.failed for s in stats.values()) == len(calls)

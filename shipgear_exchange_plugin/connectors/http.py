@@ -8,7 +8,9 @@ connector returns; otherwise ``reply.json`` holds the parsed body.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +44,19 @@ USER_AGENT = f"ShipGear-Exchange-Plugin/{__version__} (+requests)"
 MAX_THROTTLE_WAIT = 1.0
 
 RetryHint = Callable[[requests.Response], float | None]
+
+
+@functools.lru_cache(maxsize=512)
+def _proxies_for(origin: str) -> dict[str, str]:
+    """The environment's proxies for a store's origin (``HTTPS_PROXY``, ``NO_PROXY``...),
+    looked up once per process. With ``trust_env`` on, requests repeats this lookup and a
+    search for ``~/.netrc`` on every call: a third of a millisecond each, as long as the
+    sandbox takes to answer."""
+    return requests.utils.get_environ_proxies(origin)
+
+
+def _origin(url: str) -> str:
+    return "/".join(url.split("/", 3)[:3])
 
 
 @dataclass
@@ -126,6 +141,9 @@ class StoreHttp:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
+        self.session.trust_env = False  # the environment is read once: see _proxies_for
+        self.session.verify = (os.environ.get("REQUESTS_CA_BUNDLE")
+                               or os.environ.get("CURL_CA_BUNDLE") or True)
 
     def close(self) -> None:
         self.session.close()
@@ -151,6 +169,7 @@ class StoreHttp:
         if held is not None:
             return held
         kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("proxies", _proxies_for(_origin(url)))
         started = time.perf_counter()
         try:
             response = self.session.request(method, url, stream=True, **kwargs)
