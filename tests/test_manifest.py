@@ -49,7 +49,7 @@ def test_manifest_declares_what_the_host_needs():
     (lambda t: t.replace("- label: View eCommerce\n    endpoint", "- endpoint"),
      "company_buttons[0].label"),
     (lambda t: t.replace('version: "0.1.0"', "version: banana"), "version"),
-    (lambda t: t.replace("queues:\n  - shipgear-writeback", "queues:\n  - 42"), "queues[0]"),
+    (lambda t: t.replace("queues:\n  - shipgear-maintenance", "queues:\n  - 42"), "queues[0]"),
     (lambda t: t.replace("id: shipgear-ecommerce", "id: shipgear-ecommerce\ncolour: red"),
      "colour"),
     (lambda t: t.replace("type: url", "type: colour"), "settings[1].type"),

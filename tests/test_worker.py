@@ -74,3 +74,30 @@ def test_worker_command_works_the_queue_against_real_redis(seeded, tmp_path):
     job.refresh()
     assert job.is_finished, result.stderr
     assert job.return_value() == _expected(seeded, 1)
+
+
+def test_the_sweeper_runs_before_a_write_back_backlog(seeded):
+    """RQ takes jobs from the first non-empty queue: the periodic sweeper is on the
+    maintenance queue, listed first, so a backlog of write-backs never starves it (before,
+    it shared a queue with health probes listed after the write-backs and waited for the
+    whole backlog)."""
+    from rq import Queue
+
+    from shipgear_exchange_plugin import dispatch
+    from shipgear_exchange_plugin.plugin import state
+    from shipgear_exchange_plugin.worker import AppWorker
+
+    host = seeded.extensions["exchange.host"]
+    manifest = state(seeded).manifest
+    sweep_queue = next(job["queue"] for job in manifest.data["periodic_jobs"]
+                       if job["id"] == "writeback-sweep")
+    backlog = [dispatch.enqueue(host.queue(dispatch.QUEUE), "send", 10_000 + n, 1, None)
+               for n in range(20)]
+    sweep = host.queue(sweep_queue).enqueue("shipgear_exchange_plugin.jobs.writeback.sweep")
+    queues = [Queue(name, connection=host.redis()) for name in manifest.queues]
+    AppWorker(queues, connection=host.redis(), app=seeded).work(burst=True)
+    sweep.refresh()
+    for job in backlog:
+        job.refresh()
+    assert sweep.is_finished and all(job.is_finished for job in backlog)
+    assert sweep.started_at < min(job.started_at for job in backlog)
