@@ -8,48 +8,24 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import expect
 
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.jobs.status import probe
 from shipgear_exchange_plugin.models import StoreAccount
 
-pytestmark = pytest.mark.browser
+from .browser_helpers import company_row, open_acme, serve, sign_in, watched_page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-IN_CI = os.environ.get("CI", "").lower() == "true"
+pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.browser_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
-VIEWPORT = {"width": 1440, "height": 900}
 ACCOUNTS = ["Amazon US", "Shopify store", "WooCommerce shop", "BigCommerce store"]
 APIS = ["Products API", "Writeback API", "Orders API"]
-
-
-def require_chromium(path: str = CHROMIUM, in_ci: bool = IN_CI) -> None:
-    """Fail under CI, else skip, when the browser is not installed."""
-    if Path(path).is_file():
-        return
-    message = f"Chromium not found at {path}"
-    if in_ci:
-        pytest.fail(f"{message}; CI=true requires the browser tests to run.", pytrace=False)
-    pytest.skip(f"{message}; install it with `apt-get install -y chromium`.")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the module."""
-    require_chromium()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -59,40 +35,13 @@ def backend() -> str:
 
 
 @pytest.fixture
-def live_server(browser, make_app):
+def site_url(browser, make_app):
     """The seeded host served over HTTP on a free port; yields its base URL."""
     app = make_app()
     with app.app_context():
         seed(app, companies=3, shipments=300)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
-
-
-@pytest.fixture
-def page(browser, live_server):
-    """A fresh, signed-out browser tab on the live server; uncaught JS errors fail it."""
-    context = browser.new_context(base_url=live_server, viewport=VIEWPORT)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    js_errors: list[str] = []
-    page.on("pageerror", lambda error: js_errors.append(str(error)))
-    page.on("console", lambda message: js_errors.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    yield page
-    context.close()
-    assert not js_errors, f"uncaught JavaScript errors or CSP violations: {js_errors}"
-
-
-def sign_in(page, username: str, password: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    with serve(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -101,16 +50,6 @@ def admin_page(page):
     sign_in(page, "admin", "demo")
     expect(page.get_by_role("heading", name="My Companies")).to_be_visible()
     return page
-
-
-def company_row(page, name: str):
-    return page.locator("tbody tr").filter(
-        has=page.get_by_role("cell", name=name, exact=True))
-
-
-def open_acme(page) -> None:
-    company_row(page, "Acme Outfitters").get_by_role("link", name="View eCommerce").click()
-    expect(page.get_by_role("heading", name="View eCommerce")).to_be_visible()
 
 
 def test_login_then_my_companies_shows_the_plugin_button_where_enabled(page):
@@ -172,48 +111,40 @@ def coloured_server(browser, make_app, sandbox):
                         probe(account.id)
 
     probe_company_1({"amazon", "shopify", "woocommerce"})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", probe_company_1
-    server.shutdown()
-    thread.join(timeout=10)
-    server.server_close()
+    with serve(app) as url:
+        yield url, probe_company_1
 
 
 def test_status_panel_shows_four_colours_and_refreshes_in_place(browser, coloured_server,
                                                                 sandbox, tmp_path):
     base, probe_company_1 = coloured_server
-    context = browser.new_context(base_url=base, viewport=VIEWPORT)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    sign_in(page, "admin", "demo")
-    open_acme(page)
-    panel = page.locator("#status-region")
-    for name, colour in (("Amazon US", "Green"), ("Shopify store", "Red"),
-                         ("WooCommerce shop", "Yellow"), ("BigCommerce store", "None")):
-        badges = panel.locator(".sgx-account").filter(has_text=name).locator(".badge")
-        expect(badges).to_have_text([colour] * 3)
-    expect(panel.locator(".sgx-account").filter(has_text="Shopify store")).to_contain_text(
-        "The last 3 calls failed; last: HTTP 401.")
-    if os.environ.get("SHIPGEAR_UPDATE_SCREENSHOT") == "1":
-        target = ROOT / "docs" / "screenshot.png"
-        target.parent.mkdir(exist_ok=True)
-    else:
-        target = tmp_path / "screenshot.png"
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000
+    with watched_page(browser, base) as page:
+        sign_in(page, "admin", "demo")
+        open_acme(page)
+        panel = page.locator("#status-region")
+        for name, colour in (("Amazon US", "Green"), ("Shopify store", "Red"),
+                             ("WooCommerce shop", "Yellow"), ("BigCommerce store", "None")):
+            badges = panel.locator(".sgx-account").filter(has_text=name).locator(".badge")
+            expect(badges).to_have_text([colour] * 3)
+        expect(panel.locator(".sgx-account").filter(has_text="Shopify store")).to_contain_text(
+            "The last 3 calls failed; last: HTTP 401.")
+        if os.environ.get("SHIPGEAR_UPDATE_SCREENSHOT") == "1":
+            target = ROOT / "docs" / "screenshot.png"
+            target.parent.mkdir(exist_ok=True)
+        else:
+            target = tmp_path / "screenshot.png"
+        page.screenshot(path=str(target), full_page=True)
+        assert target.stat().st_size > 10_000
 
-    page.evaluate("window.__marker = 1")
-    requests.put(f"{sandbox.url}/_sandbox/bigcommerce/c1/faults", json={"outage": "down"},
-                 timeout=5)
-    probe_company_1({"bigcommerce"})
-    with page.expect_response(lambda r: r.url.endswith("/ecommerce/status")):
-        page.get_by_role("button", name="Update").click()
-    big = panel.locator(".sgx-account").filter(has_text="BigCommerce store").locator(".badge")
-    expect(big).to_have_text(["Red"] * 3)
-    assert page.evaluate("window.__marker") == 1, "the status refresh reloaded the page"
-    context.close()
+        page.evaluate("window.__marker = 1")
+        requests.put(f"{sandbox.url}/_sandbox/bigcommerce/c1/faults", json={"outage": "down"},
+                     timeout=5)
+        probe_company_1({"bigcommerce"})
+        with page.expect_response(lambda r: r.url.endswith("/ecommerce/status")):
+            page.get_by_role("button", name="Update").click()
+        big = panel.locator(".sgx-account").filter(has_text="BigCommerce store").locator(".badge")
+        expect(big).to_have_text(["Red"] * 3)
+        assert page.evaluate("window.__marker") == 1, "the status refresh reloaded the page"
 
 
 def test_status_filter_refreshes_the_grid_with_htmx(admin_page):

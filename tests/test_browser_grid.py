@@ -11,7 +11,6 @@ import csv
 import datetime as dt
 import io
 import re
-import threading
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -19,16 +18,16 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
-from werkzeug.serving import make_server
 
 from shipgear_exchange_plugin import atrisk
 from shipgear_exchange_plugin.devhost.models import Company, db
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.models import StoreAccount, Writeback
 
-from .test_browser import VIEWPORT, browser, open_acme, sign_in  # noqa: F401 - fixtures
+from .browser_helpers import as_user, serve
 
 pytestmark = pytest.mark.browser
+pytest_plugins = ["tests.browser_fixtures"]
 
 BASE = "/companies/1/ecommerce/"
 JSON_URL = BASE + "orders.json"
@@ -41,7 +40,7 @@ def backend() -> str:
 
 
 @pytest.fixture
-def server(browser, make_app):  # noqa: F811 - the imported browser fixture
+def server(browser, make_app):
     """The seeded host over HTTP; ``.url`` and ``.app``. The at-risk template filter is
     registered here when the plugin does not register it (yet)."""
     app = make_app()
@@ -49,36 +48,14 @@ def server(browser, make_app):  # noqa: F811 - the imported browser fixture
         app.add_template_filter(atrisk.label, "sgx_at_risk")
     with app.app_context():
         seed(app, companies=3, shipments=300)
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{http.server_port}", app=app)
-    http.shutdown()
-    thread.join(timeout=10)
-    http.server_close()
+    with serve(app) as url:
+        yield SimpleNamespace(url=url, app=app)
 
 
 @pytest.fixture
-def page(browser, server):  # noqa: F811 - the imported browser fixture
-    """A signed-out tab; uncaught JS errors and CSP violations fail the test."""
-    context = browser.new_context(base_url=server.url, viewport=VIEWPORT,
-                                  accept_downloads=True)
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("console", lambda message: problems.append(message.text)
-            if "Content Security Policy" in message.text else None)
-    yield page
-    context.close()
-    assert not problems, f"uncaught JavaScript errors or CSP violations: {problems}"
-
-
-def as_user(page, username: str):
-    sign_in(page, username, "demo")
-    expect(page.get_by_role("heading", name="My Companies")).to_be_visible()
-    open_acme(page)
-    return page
+def site_url(server) -> str:
+    """Where the shared ``page`` fixture opens its tab."""
+    return server.url
 
 
 def grid_ids(page) -> list[int]:

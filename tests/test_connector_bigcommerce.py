@@ -1,12 +1,13 @@
 """BigCommerce connector contract tests: the real connector over real HTTP against the
 marketplace sandbox on a free port, faults set through the sandbox's control API, and the
-shipment bodies and answers checked against BigCommerce's own Orders V2 specification."""
+shipment bodies and answers checked against BigCommerce's own Orders V2 specification.
+The fault cases every store shares (throttle, 5xx, outage page, hang, closed port,
+refused credentials) are in test_connector_faults.py."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
-import socket
 import time
 from pathlib import Path
 
@@ -34,15 +35,14 @@ TOKEN = {"X-Auth-Token": "t", "Accept": "application/json"}
 class Shop:
     """One BigCommerce store in the sandbox: the connector for it and its control API."""
 
-    def __init__(self, base: str, timeout: tuple[float, float] = (1, 2),
-                 credentials: dict | None = None, key: str = "c1") -> None:
+    def __init__(self, base: str, credentials: dict | None = None, key: str = "c1") -> None:
         self.url = f"{base}/bigcommerce/{key}"
         self.control = f"{base}/_sandbox/bigcommerce/{key}"
         self.recorder = ListRecorder()
         self.connector = connector_for(
             AccountRef(1, "bigcommerce", self.url, {}),
             {"access_token": "t"} if credentials is None else credentials,
-            recorder=self.recorder, timeout=timeout)
+            recorder=self.recorder, timeout=(1, 2))
 
     def faults(self, **values) -> None:
         requests.put(f"{self.control}/faults", json=values, timeout=5).raise_for_status()
@@ -249,12 +249,6 @@ def test_sandbox_rejects_malformed_shipments_like_bigcommerce(shop):
 
 
 # -- credentials --------------------------------------------------------------------------------
-def test_refused_credentials_need_reauthorising(shop):
-    shop.faults(auth_refused=True)
-    result = shop.connector.verify(package("1012", "1ZAUTH", (None, "SKU-1000", 1)))
-    assert result.outcome == Outcome.NEEDS_REAUTH and result.http_status == 401
-
-
 def test_missing_token_is_refused_by_the_store_and_by_the_connector(sandbox):
     response = requests.get(f"{sandbox.url}/bigcommerce/c1/v2/orders", timeout=5)
     assert response.status_code == 401
@@ -288,49 +282,6 @@ def test_every_answer_carries_the_quota_headers(shop):
     assert response.headers["X-Rate-Limit-Requests-Quota"] == "150"
     assert response.headers["X-Rate-Limit-Requests-Left"] == "149"
     assert int(response.headers["X-Rate-Limit-Time-Reset-Ms"]) <= 30000
-
-
-def test_throttle_fault_is_retryable_with_the_reset_time(shop):
-    shop.faults(throttle=True)
-    result = shop.connector.write_back(package("1013", "1ZTHROTTLE", (None, "SKU-1000", 1)))
-    assert result.outcome == Outcome.RETRYABLE and result.throttled
-    assert 0 < result.retry_after <= 30
-    assert shop.writes() == []
-
-
-def test_server_errors_are_retryable(shop):
-    shop.faults(error_rate=1.0, error_status=503)
-    result = shop.connector.write_back(package("1014", "1Z503", (None, "SKU-1000", 1)))
-    assert result.outcome == Outcome.RETRYABLE and result.http_status == 503
-    assert not result.throttled and result.retry_after is None  # not a quota matter
-
-
-def test_outage_page_is_retryable_with_a_readable_message(shop):
-    shop.faults(outage="down")
-    result = shop.connector.fetch_products()
-    assert result.outcome == Outcome.RETRYABLE and result.http_status == 503
-    assert "Service Unavailable" in result.message and "<" not in result.message
-
-
-def test_hanging_store_times_out_and_may_have_applied(sandbox):
-    shop = Shop(sandbox.url, timeout=(1, 1))
-    shop.faults(outage="hang", hang_seconds=3)
-    started = time.monotonic()
-    result = shop.connector.write_back(package("1015", "1ZHANG", (None, "SKU-1000", 1)))
-    assert time.monotonic() - started < 2.5
-    assert result.outcome == Outcome.RETRYABLE and result.maybe_applied
-    shop.connector.close()
-
-
-def test_closed_port_is_retryable_and_nothing_was_sent():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    shop = Shop(f"http://127.0.0.1:{port}")
-    result = shop.connector.write_back(package("1016", "1ZCLOSED", (None, "SKU-1000", 1)))
-    assert result.outcome == Outcome.RETRYABLE and not result.maybe_applied
-    assert [c.http_status for c in shop.recorder.calls] == [None]
-    shop.connector.close()
 
 
 # -- products and probes -------------------------------------------------------------------------

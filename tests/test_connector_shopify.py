@@ -1,10 +1,11 @@
 """Shopify connector contract tests: the real connector over real HTTP against the
-marketplace sandbox on a free port, faults and limits set through the control API."""
+marketplace sandbox on a free port, faults and limits set through the control API.
+The fault cases every store shares (throttle, 5xx, outage page, hang, closed port,
+refused credentials) are in test_connector_faults.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import time
 
 import pytest
@@ -26,17 +27,16 @@ TOKEN = {"X-Shopify-Access-Token": "shpat_test", "Content-Type": "application/js
 class Shop:
     """One Shopify shop in the sandbox: the connector for it and its control API."""
 
-    def __init__(self, base: str, *, timeout: tuple[float, float] = (1, 2),
-                 credentials: dict | None = None, endpoint: str | None = None,
+    def __init__(self, base: str, *, credentials: dict | None = None,
                  options: dict | None = None) -> None:
-        self.url = endpoint or f"{base}/shopify/c1"
+        self.url = f"{base}/shopify/c1"
         self.control = f"{base}/_sandbox/shopify/c1"
         self.graphql = f"{base}/shopify/c1/admin/api/2025-07/graphql.json"
         self.recorder = ListRecorder()
         self.connector = connector_for(
             AccountRef(1, "shopify", self.url, options or {}),
             {"access_token": "shpat_test"} if credentials is None else credentials,
-            recorder=self.recorder, timeout=timeout)
+            recorder=self.recorder, timeout=(1, 2))
 
     def faults(self, **values) -> None:
         requests.put(f"{self.control}/faults", json=values, timeout=5).raise_for_status()
@@ -164,26 +164,10 @@ def test_order_name_instead_of_id_needs_fixing_without_a_request(shop):
     assert shop.recorder.calls == []
 
 
-def test_credentials_refused_needs_reauth(shop):
-    shop.faults(auth_refused=True)
-    result = shop.connector.write_back(package())
-    assert result.outcome is Outcome.NEEDS_REAUTH
-    assert result.http_status == 401
-    assert "Invalid API key or access token" in result.message
-
-
 def test_missing_token_needs_reauth_without_a_request(sandbox):
     shop = Shop(sandbox.url, credentials={})
     assert shop.connector.verify(package()).outcome is Outcome.NEEDS_REAUTH
     assert shop.recorder.calls == []
-
-
-def test_throttle_fault_is_retryable_with_retry_after(shop):
-    shop.faults(throttle=True)
-    result = shop.connector.write_back(package())
-    assert result.outcome is Outcome.RETRYABLE and result.throttled
-    assert result.http_status == 429 and result.retry_after == 2.0
-    assert shop.recorder.calls[-1].throttled
 
 
 def test_exhausted_cost_bucket_is_throttled_with_the_cost_hint(shop):
@@ -206,38 +190,6 @@ def test_exhausted_request_bucket_answers_429_with_retry_after(shop):
     result = shop.connector.probe(Api.ORDERS)
     assert result.outcome is Outcome.RETRYABLE and result.throttled
     assert result.http_status == 429 and 1.0 <= result.retry_after <= 2.0
-
-
-def test_server_errors_are_retryable(shop):
-    shop.faults(error_rate=1.0, error_status=503)
-    result = shop.connector.write_back(package())
-    assert result.outcome is Outcome.RETRYABLE and result.http_status == 503
-    assert not result.throttled
-
-
-def test_outage_page_is_retryable_with_a_readable_message(shop):
-    shop.faults(outage="down")
-    result = shop.connector.verify(package())
-    assert result.outcome is Outcome.RETRYABLE and result.http_status == 503
-    assert "Service Unavailable" in result.message and "<" not in result.message
-
-
-def test_hanging_store_times_out_and_may_have_applied(sandbox):
-    shop = Shop(sandbox.url, timeout=(1, 1))
-    shop.faults(outage="hang", hang_seconds=3)
-    started = time.monotonic()
-    result = shop.connector.write_back(package())
-    assert time.monotonic() - started < 2.5
-    assert result.outcome is Outcome.RETRYABLE and result.maybe_applied
-
-
-def test_closed_port_is_retryable_and_never_applied(sandbox):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    shop = Shop(sandbox.url, endpoint=f"http://127.0.0.1:{port}/shopify/c1")
-    result = shop.connector.write_back(package())
-    assert result.outcome is Outcome.RETRYABLE and not result.maybe_applied
 
 
 def test_products_with_weight_unit_and_image_across_pages(sandbox):

@@ -1,10 +1,11 @@
 """WooCommerce connector contract tests: the real connector over real HTTP against the
-marketplace sandbox on a free port, faults and limits set through the control API."""
+marketplace sandbox on a free port, faults and limits set through the control API.
+The fault cases every store shares (throttle, 5xx, outage page, hang, closed port,
+refused credentials) are in test_connector_faults.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import time
 
 import pytest
@@ -27,16 +28,15 @@ TRACKINGS = "/wp-json/wc-shipment-tracking/v3/orders/{}/shipment-trackings"
 class Site:
     """One WooCommerce site in the sandbox: the connector for it and its control API."""
 
-    def __init__(self, base: str, *, timeout: tuple[float, float] = (1, 2),
-                 credentials: dict | None = None, endpoint: str | None = None,
-                 options: dict | None = None) -> None:
+    def __init__(self, base: str, *, credentials: dict | None = None,
+                 endpoint: str | None = None, options: dict | None = None) -> None:
         self.url = endpoint or f"{base}/woocommerce/c1"
         self.control = f"{base}/_sandbox/woocommerce/c1"
         self.recorder = ListRecorder()
         self.connector = connector_for(
             AccountRef(1, "woocommerce", self.url, options or {}),
             {"consumer_key": KEYS[0], "consumer_secret": KEYS[1]} if credentials is None
-            else credentials, recorder=self.recorder, timeout=timeout)
+            else credentials, recorder=self.recorder, timeout=(1, 2))
 
     def faults(self, **values) -> None:
         requests.put(f"{self.control}/faults", json=values, timeout=5).raise_for_status()
@@ -161,26 +161,11 @@ def test_non_numeric_order_id_needs_fixing_without_a_request(site):
     assert site.recorder.calls == []
 
 
-def test_credentials_refused_needs_reauth(site):
-    site.faults(auth_refused=True)
-    result = site.connector.write_back(package())
-    assert result.outcome is Outcome.NEEDS_REAUTH and result.http_status == 401
-    assert "Consumer key is invalid." in result.message
-
-
 def test_missing_keys_need_reauth_without_a_request(sandbox):
     site = Site(sandbox.url, credentials={"consumer_key": "ck_only"})
     result = site.connector.write_back(package())
     assert result.outcome is Outcome.NEEDS_REAUTH and "consumer_secret" in result.message
     assert site.recorder.calls == []
-
-
-def test_throttle_fault_is_retryable_with_retry_after(site):
-    site.faults(throttle=True)
-    result = site.connector.write_back(package())
-    assert result.outcome is Outcome.RETRYABLE and result.throttled
-    assert result.http_status == 429 and result.retry_after == 2.0
-    assert site.recorder.calls[-1].throttled
 
 
 def test_exhausted_request_bucket_answers_429_with_retry_after(site):
@@ -190,37 +175,6 @@ def test_exhausted_request_bucket_answers_429_with_retry_after(site):
     result = site.connector.probe(Api.ORDERS)
     assert result.outcome is Outcome.RETRYABLE and result.throttled
     assert result.http_status == 429 and result.retry_after == 2.0  # whole seconds
-
-
-def test_server_errors_are_retryable(site):
-    site.faults(error_rate=1.0, error_status=503)
-    result = site.connector.write_back(package())
-    assert result.outcome is Outcome.RETRYABLE and result.http_status == 503
-
-
-def test_outage_page_is_retryable_with_a_readable_message(site):
-    site.faults(outage="down")
-    result = site.connector.verify(package())
-    assert result.outcome is Outcome.RETRYABLE and result.http_status == 503
-    assert "Service Unavailable" in result.message and "<" not in result.message
-
-
-def test_hanging_store_times_out_and_may_have_applied(sandbox):
-    site = Site(sandbox.url, timeout=(1, 1))
-    site.faults(outage="hang", hang_seconds=3)
-    started = time.monotonic()
-    result = site.connector.write_back(package())
-    assert time.monotonic() - started < 2.5
-    assert result.outcome is Outcome.RETRYABLE and result.maybe_applied
-
-
-def test_closed_port_is_retryable_and_never_applied(sandbox):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    site = Site(sandbox.url, endpoint=f"http://127.0.0.1:{port}/woocommerce/c1")
-    result = site.connector.write_back(package())
-    assert result.outcome is Outcome.RETRYABLE and not result.maybe_applied
 
 
 def test_products_with_weight_unit_and_image_across_pages(sandbox):
