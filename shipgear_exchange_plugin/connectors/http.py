@@ -287,8 +287,8 @@ class StoreHttp:
                           retry_after=hint, throttled=True, **common)
         if status in (401, 403):
             return Result(Outcome.NEEDS_REAUTH,
-                          f"HTTP {status}: the store refused the credentials{detail}. "
-                          "Reconnect the account.", **common)
+                          f"HTTP {status}: the store refused the credentials"
+                          f"{detail.rstrip('.')}. Reconnect the account.", **common)
         if status >= 500 or status in (408, 425):
             return Result(Outcome.RETRYABLE, f"HTTP {status}{detail}",
                           retry_after=self.retry_hint(response), **common)
