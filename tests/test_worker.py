@@ -101,3 +101,55 @@ def test_the_sweeper_runs_before_a_write_back_backlog(seeded):
         job.refresh()
     assert sweep.is_finished and all(job.is_finished for job in backlog)
     assert sweep.started_at < min(job.started_at for job in backlog)
+
+
+@pytest.fixture
+def store_app(make_app, sandbox):
+    """A host whose store accounts live on the test's sandbox."""
+    from shipgear_exchange_plugin.devhost.seed import seed
+
+    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
+    with app.app_context():
+        seed(app, companies=1, shipments=0, enabled=1)
+    return app
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "services"], indirect=True)
+def test_sigterm_lets_the_current_write_back_finish(store_app, sandbox, tmp_path):
+    """`shipgear-exchange worker` told to stop (SIGTERM, as a deploy does) while a store
+    call is in flight finishes that write-back, records it and releases the row before
+    it exits: nothing is left claimed for the sweeper, nothing is sent twice."""
+    import signal
+
+    from .test_writeback_engine import faults, ship, store
+
+    faults(sandbox, write_latency_ms=2500)
+    (wid,) = ship(store_app)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPGEAR_TEST")}
+    env.update({
+        "DATABASE_URL": store_app.config["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": store_app.config["REDIS_URL"],
+        "SECRET_KEY": "test-secret",
+        "SHIPGEAR_ENCRYPTION_KEY": store_app.config["SHIPGEAR_ENCRYPTION_KEY"],
+        "PYTHONPATH": str(ROOT),
+    })
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "shipgear-exchange"),
+                               "worker"], env=env, cwd=tmp_path, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not store(sandbox).requests or store(sandbox).requests[-1]["method"] != "POST":
+            assert time.monotonic() < deadline, "the worker never called the store"
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)  # the POST is in flight for 2.5 s
+        assert worker.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+    with store_app.app_context():
+        row = db.session.get(Writeback, wid)
+        assert (row.status, row.claimed_by, row.attempt_count) == ("success", None, 1)
+    assert len(store(sandbox).writes) == 1
