@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_METRICS_PATH": "/metrics",
     # (connect, read) seconds for every store call.
     "SHIPGEAR_HTTP_TIMEOUT": "3.05,15",
+    # Our shared budgets per store, over ratelimit.DEFAULT_LIMITS: "platform[.api]=rate/burst"
+    # entries, e.g. "bigcommerce=7/70 amazon.orders=0.45/9" for a plan with a larger quota.
+    "SHIPGEAR_RATE_LIMITS": "",
 }
 
 #: The demo's faster clock: write-backs visibly move within seconds.

@@ -19,6 +19,8 @@ from .manifest import load_manifest
 from .migrate import upgrade
 from .models import AuditEvent
 from .paths import MANIFEST_PATH
+from .ratelimit import parse_limits
+from .writeback import Policy
 
 PLUGIN_MANIFEST = MANIFEST_PATH
 STATE_KEY = "shipgear_ecommerce"
@@ -35,6 +37,7 @@ class PluginState:
         self.recorder = None
         self.policy = None
         self.thresholds = None
+        self.rate_limits = None
 
 
 def state(app) -> PluginState:
@@ -53,6 +56,9 @@ def exchange_init_app(host: Host) -> None:
     manifest = load_manifest(PLUGIN_MANIFEST)
     plugin_state = PluginState(manifest, credentials)
     plugin_state.thresholds = status.Thresholds.from_config(app.config)
+    # Built now so that a bad setting stops the app at start, saying which one.
+    plugin_state.policy = Policy.from_config(app.config)
+    plugin_state.rate_limits = parse_limits(app.config.get("SHIPGEAR_RATE_LIMITS"))
     plugin_state.recorder = RedisCallRecorder(host.redis(),
                                               slow_ms=plugin_state.thresholds.slow_ms,
                                               window_minutes=plugin_state.thresholds

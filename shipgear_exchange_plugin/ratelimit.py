@@ -29,6 +29,33 @@ DEFAULT_LIMITS: dict[str, dict[Api | None, tuple[float, float]]] = {
     "bigcommerce": {None: (3.0, 30)},
 }
 
+Limits = dict[str, dict[Api | None, tuple[float, float]]]
+
+
+def parse_limits(text: str | None, base: Limits | None = None) -> Limits:
+    """``SHIPGEAR_RATE_LIMITS`` over ``base`` (the defaults): entries such as
+    ``bigcommerce=7/70`` (every API of the store) or ``amazon.orders=0.45/9`` (one API),
+    separated by commas or spaces. Raises ValueError saying which entry is wrong."""
+    limits = {platform: dict(apis) for platform, apis in (base or DEFAULT_LIMITS).items()}
+    for entry in (text or "").replace(",", " ").split():
+        target, _, value = entry.partition("=")
+        platform, _, api_name = target.strip().lower().partition(".")
+        rate, _, burst = value.partition("/")
+        try:
+            api = Api(api_name) if api_name else None
+            budget = (float(rate), float(burst))
+        except ValueError:
+            budget = None
+        if (platform not in DEFAULT_LIMITS or budget is None or budget[0] <= 0
+                or budget[1] < 1):
+            raise ValueError(
+                f"SHIPGEAR_RATE_LIMITS: {entry!r} is not platform[.api]=rate/burst with "
+                f"platform one of {', '.join(DEFAULT_LIMITS)}, api one of "
+                f"{', '.join(a.value for a in Api)}, a rate above 0 and a burst of at least 1")
+        limits[platform][api] = budget
+    return limits
+
+
 _TAKE = """
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])

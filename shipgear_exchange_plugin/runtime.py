@@ -11,7 +11,7 @@ from . import PLUGIN_ID, dispatch
 from .feeds import AmazonFeeds
 from .host_contract import Host
 from .plugin import state
-from .ratelimit import RedisRateLimiter
+from .ratelimit import RedisRateLimiter, parse_limits
 from .writeback import Policy, WritebackService
 
 
@@ -23,7 +23,10 @@ def policy(host: Host) -> Policy:
 
 
 def rate_limiter(host: Host) -> RedisRateLimiter:
-    return RedisRateLimiter(host.redis())
+    plugin_state = state(host.app)
+    if plugin_state.rate_limits is None:
+        plugin_state.rate_limits = parse_limits(host.app.config.get("SHIPGEAR_RATE_LIMITS"))
+    return RedisRateLimiter(host.redis(), plugin_state.rate_limits)
 
 
 def writeback_service(host: Host) -> WritebackService:

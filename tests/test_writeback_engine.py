@@ -410,3 +410,29 @@ def test_a_jobs_store_calls_are_counted_for_connection_status(engine_app, sandbo
     calls = [r for r in store(sandbox).requests]
     assert sum(s.calls for s in stats.values()) == len(calls) >= 1
     assert sum(s.failed for s in stats.values()) == len(calls)
+
+
+def test_configured_rate_limits_replace_the_defaults_for_every_worker(make_app, sandbox):
+    """SHIPGEAR_RATE_LIMITS sets our shared budget for a store (a larger plan, or a share
+    kept for other apps): at 1 call per second with no burst, a second call right after the
+    first waits about a second, whichever worker makes it."""
+    from shipgear_exchange_plugin import runtime
+    from shipgear_exchange_plugin.connectors import Api
+
+    app = make_app(SHIPGEAR_SANDBOX_URL=sandbox.url,
+                   SHIPGEAR_RATE_LIMITS="bigcommerce=1/1, amazon.orders=0.2/2")
+    host = app.extensions["exchange.host"]
+    with app.app_context():
+        one, two = runtime.rate_limiter(host), runtime.rate_limiter(host)
+        assert one.budget("bigcommerce", Api.ORDERS) == ("all", (1.0, 1.0))
+        assert one.budget("amazon", Api.ORDERS) == ("orders", (0.2, 2.0))
+        assert one.budget("amazon", Api.WRITEBACK) == ("writeback", (1.8, 9))  # default kept
+        assert one.wait_for(7, "bigcommerce", Api.WRITEBACK) == 0
+        assert 0.8 < two.wait_for(7, "bigcommerce", Api.WRITEBACK) <= 1.0
+
+
+@pytest.mark.parametrize("bad", ["bigcommerce=fast", "ebay=1/1", "shopify.refunds=1/1",
+                                 "woocommerce=0/5", "bigcommerce=2"])
+def test_a_bad_rate_limit_setting_stops_the_app_saying_which_entry(make_app, bad):
+    with pytest.raises(ValueError, match=f"SHIPGEAR_RATE_LIMITS: '{bad}'"):
+        make_app(SHIPGEAR_RATE_LIMITS=bad)
