@@ -46,7 +46,8 @@ SCRIPT = str(Path(sys.executable).parent / "shipgear-exchange")
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/shipgear_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 QUEUE = "shipgear-writeback"
-STATUS_QUEUE = "shipgear-status"
+#: Queues of the periodic jobs (sweeper, snapshot, health probes): not write-back work.
+OTHER_QUEUES = ("shipgear-maintenance", "shipgear-status")
 
 
 def noop() -> None:
@@ -511,8 +512,9 @@ def main() -> int:
         cpu = {name: cpu_used(cpu_before[name], cpu_by_process(wanted))
                for name, wanted in groups.items()}
         cpu["whole machine"] = machine_cpu_seconds() - machine_before
-        status_jobs = (Queue(STATUS_QUEUE, connection=connection).finished_job_registry.count
-                       + Queue(STATUS_QUEUE, connection=connection).failed_job_registry.count)
+        status_jobs = sum(Queue(name, connection=connection).finished_job_registry.count
+                          + Queue(name, connection=connection).failed_job_registry.count
+                          for name in OTHER_QUEUES)
         workers.stop()
         workers = None
         with app.app_context():
@@ -528,12 +530,13 @@ def main() -> int:
         calls = sum(answered.values())
         throttled = sum(n for k, n in answered.items() if k.endswith("/429"))
         print(f"\nwrite-backs: {args.shipments} in {span:.2f}s, final {counts}")
-        print(f"  {wb_jobs} write-back jobs = {job_rate:.1f} jobs/s: {attempts} send attempts, "
-              f"{checks} verification checks, {max(wb_jobs - attempts - checks, 0)} jobs "
-              "that found "
-              f"nothing to do (ran before their row was due, or a rate-limit deferral); plus "
-              f"{status_jobs} sweeper and health-probe jobs on {STATUS_QUEUE}")
-        print(f"  {row_rate:.1f} write-backs/s (each is a send job and a verification job)")
+        print(f"  {wb_jobs} write-back jobs = {job_rate:.1f} jobs/s: {attempts} send attempts "
+              f"and {wb_jobs - attempts} verification or idle jobs ({checks} checks in all: "
+              "Shopify, WooCommerce and BigCommerce are read back inside the send job, "
+              "Amazon by a later verification job; an idle job ran before its row was due "
+              f"or was held by the rate limit); plus {status_jobs} sweeper and health-probe "
+              f"jobs on {', '.join(OTHER_QUEUES)}")
+        print(f"  {row_rate:.1f} write-backs/s")
         print(f"  {working / span / args.workers:.0%} of the workers' wall time inside job "
               "functions")
         print(f"  store calls: {calls} ({calls / args.shipments:.1f} per write-back); "
