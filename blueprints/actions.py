@@ -24,13 +24,27 @@ def register(bp: Blueprint) -> None:
                     mark_confirmed, methods=["POST"])
 
 
-def _require_act() -> None:
-    if not get_host().has_permission(g.sgx_user, g.sgx_company.id, ACT):
-        abort(403)
-
-
 def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
+
+
+def _refuse(status: int, message: str):
+    """Stop the request with ``status`` and a message: ``{"ok": false, "message"}`` to a
+    JSON client (openapi.yaml), the host's error page saying it to the others."""
+    if _wants_json():
+        response = jsonify({"ok": False, "message": message})
+        response.status_code = status
+        abort(response)
+    abort(status, message)
+
+
+def _require_act() -> None:
+    if not get_host().has_permission(g.sgx_user, g.sgx_company.id, ACT):
+        _refuse(403, "Your role may not retry or confirm write-backs; ask support or an "
+                     "admin.")
+
+
+NOT_FOUND = "No such write-back in this company."
 
 
 def _retry(ids: list[int]) -> list[int]:
@@ -56,10 +70,10 @@ def _answer(writeback_id: int, message: str, status: int = 200):
 def retry_one(writeback_id: int):
     _require_act()
     if not ConfirmForm().validate_on_submit():
-        abort(400, "The form expired; reload the page and try again.")
+        _refuse(400, "The form expired; reload the page and try again.")
     row = orders.get(get_host().db.session, g.sgx_company.id, writeback_id)
     if row is None:
-        abort(404)
+        _refuse(404, NOT_FOUND)
     done = _retry([writeback_id])
     if not done:
         return _answer(writeback_id, f"Nothing to retry: this write-back is {row.status}.", 409)
@@ -83,11 +97,13 @@ def mark_confirmed(writeback_id: int):
     _require_act()
     form = MarkConfirmedForm()
     if not form.validate_on_submit():
-        abort(400, "The form expired or the note is too long; reload and try again.")
+        _refuse(400, "The form expired or the note is too long; reload and try again.")
+    if not orders.valid_id(writeback_id):  # no row has it (and the database refuses it)
+        _refuse(404, NOT_FOUND)
     host = get_host()
     row = runtime.writeback_service(host).mark_confirmed(
         g.sgx_company.id, writeback_id, g.sgx_user.id, g.sgx_user.username,
         form.note.data or "")
     if row is None:
-        abort(404)
+        _refuse(404, NOT_FOUND)
     return _answer(writeback_id, f"Marked {row.status}: confirmed by hand on the store.")

@@ -164,8 +164,9 @@ def page():
         if more and rows:
             next_cursor = _cursor_codec().encode(query.flt, rows[-1])
     selected = None
-    selected_id = request.args.get("selected", "")
-    if selected_id.isdigit():
+    selected_id = request.args.get("selected", "").strip()
+    # ASCII digits only ("²".isdigit() is true, int() refuses it); a huge id is no row's.
+    if selected_id.isascii() and selected_id.isdigit() and len(selected_id.lstrip("0")) <= 10:
         selected = shipment_context(int(selected_id))
     template = "shipgear_exchange/_grid.html" if _is_htmx_grid() else "shipgear_exchange/page.html"
     sort = query.flt.sort if query.flt else orders.DEFAULT_SORT

@@ -25,7 +25,7 @@ from wtforms.validators import (
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..models import WritebackStatus
-from ..orders import MAX_PAGE_SIZE, parse_sort
+from ..orders import MAX_PAGE_SIZE, parse_sort, valid_id
 
 MAX_BULK = 1000
 STATUS_CHOICES = [SelectChoice(s.value, s.value.capitalize()) for s in WritebackStatus]
@@ -115,12 +115,17 @@ class BulkRetryForm(FlaskForm):
     ids = StringField("ids", validators=[DataRequired(message="Select at least one order.")])
 
     def validate_ids(self, field):
-        values = [v for raw in request.form.getlist("ids") for v in raw.split(",") if v.strip()]
-        if not values or not all(v.strip().isdigit() for v in values):
+        values = [v.strip() for raw in request.form.getlist("ids") for v in raw.split(",")
+                  if v.strip()]
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not values or not all(v.isascii() and v.isdigit() for v in values):
             raise ValidationError("Select orders by their ids (whole numbers).")
         if len(values) > MAX_BULK:
             raise ValidationError(f"Retry at most {MAX_BULK} orders at once.")
-        self.id_list = sorted({int(v) for v in values})
+        # An id no row can have (0, or past the id column's range) is simply not one of
+        # this company's, like another company's id: left out, not sent to the database.
+        self.id_list = sorted({int(v) for v in values if len(v.lstrip("0")) <= 10
+                              and valid_id(int(v))})
 
 
 class AlertsForm(FlaskForm):

@@ -23,6 +23,9 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 #: Counting stops here: beyond it the grid says "10,000+" instead of scanning every row.
 COUNT_BOUND = 10_000
+#: Every integer column of the table (ids, counts) is a 32-bit INTEGER on PostgreSQL: a
+#: value outside this range is an error there, not a row that does not exist.
+MAX_INT = 2**31 - 1
 
 #: Sort key -> the columns it orders by (the row id is always the last tie-break).
 SORTS: dict[str, tuple[sa.Column, ...]] = {
@@ -74,8 +77,20 @@ def parse_sort(raw: str | None) -> str:
     return value
 
 
-def _day_start_utc(day: dt.date, tz: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(dt.UTC)
+def valid_id(value: int) -> bool:
+    """Whether ``value`` can be a row id at all (ids outside it match no row)."""
+    return 0 < value <= MAX_INT
+
+
+def _day_start_utc(day: dt.date, tz: ZoneInfo, days_later: int = 0) -> dt.datetime | None:
+    """Start of ``day`` (+ ``days_later``) in ``tz``, in UTC; None when that instant is
+    outside what a datetime holds (before 0001-01-01 or after 9999-12-31 UTC), so before
+    or after every stored time."""
+    try:
+        return dt.datetime.combine(day + dt.timedelta(days=days_later), dt.time.min,
+                                   tzinfo=tz).astimezone(dt.UTC)
+    except OverflowError:
+        return None
 
 
 def _where(company_id: int, flt: OrderFilter) -> list:
@@ -85,11 +100,13 @@ def _where(company_id: int, flt: OrderFilter) -> list:
         conditions.append(Writeback.status.in_(flt.statuses))
     if flt.accounts:
         conditions.append(Writeback.account_id.in_(flt.accounts))
-    if flt.date_from is not None:
-        conditions.append(Writeback.ship_date >= _day_start_utc(flt.date_from, tz))
-    if flt.date_to is not None:
-        next_day = flt.date_to + dt.timedelta(days=1)
-        conditions.append(Writeback.ship_date < _day_start_utc(next_day, tz))
+    # A bound out of datetime's range excludes nothing (every row is within it).
+    start = _day_start_utc(flt.date_from, tz) if flt.date_from is not None else None
+    if start is not None:
+        conditions.append(Writeback.ship_date >= start)
+    end = _day_start_utc(flt.date_to, tz, days_later=1) if flt.date_to is not None else None
+    if end is not None:
+        conditions.append(Writeback.ship_date < end)
     if flt.search:
         text = flt.search.strip()
         conditions.append(sa.or_(
@@ -163,9 +180,12 @@ def _decode_values(flt: OrderFilter, raw: list) -> list:
         if value is None and column.nullable:
             values.append(None)
         elif python_type is dt.datetime and isinstance(value, str):
-            try:
-                values.append(dt.datetime.fromisoformat(value))
-            except ValueError:
+            try:  # cursors carry stored times: aware, and within range once in UTC
+                moment = dt.datetime.fromisoformat(value)
+                if moment.tzinfo is None:
+                    raise ValueError("naive")
+                values.append(moment.astimezone(dt.UTC))
+            except (ValueError, OverflowError):
                 raise CursorError("This page link is damaged; start again.") from None
         elif _plain_value_ok(python_type, value):
             values.append(value)
@@ -183,9 +203,11 @@ def _python_type(column) -> type:
 
 
 def _plain_value_ok(python_type: type, value) -> bool:
+    """Whether a cursor value is one a row could hold (so the database can compare it)."""
     if python_type is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return python_type is str and isinstance(value, str) and len(value) <= 200
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
+    return (python_type is str and isinstance(value, str) and len(value) <= 200
+            and "\x00" not in value)
 
 
 class CursorCodec:
@@ -250,6 +272,8 @@ def iterate_all(session: Session, company_id: int, flt: OrderFilter,
 
 def get(session: Session, company_id: int, writeback_id: int) -> Writeback | None:
     """One write-back with its attempts, or None if it is not this company's."""
+    if not valid_id(writeback_id):
+        return None
     return session.execute(
         sa.select(Writeback)
         .where(Writeback.id == writeback_id, Writeback.company_id == company_id)

@@ -276,8 +276,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise bad from None
     if not (isinstance(value, list) and len(value) == 2 and type(value[0]) is int
             and isinstance(value[1], str) and 0 < value[0] <= _ID_MAX
-            and 0 < len(value[1]) <= _SKU_MAX):
-        raise bad
+            and 0 < len(value[1]) <= _SKU_MAX and "\x00" not in value[1]):
+        raise bad  # (PostgreSQL text cannot hold NUL: such a SKU was never stored)
     return value[0], value[1]
 
 
