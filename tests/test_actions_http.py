@@ -130,3 +130,50 @@ def test_viewers_do_not_see_the_action_buttons(seeded, client_as):
                                    ).get_data(as_text=True)
     assert "Shipment Information" in html and failed.tracking_number in html
     assert "Retry now" not in html and "Mark confirmed manually" not in html
+
+
+def test_every_state_change_of_the_plugin_needs_the_csrf_token(make_app):
+    """Each POST route the plugin mounts (found in the URL map, so a new one is covered
+    too) refuses a request without the token and changes nothing, and accepts the token
+    the way htmx sends it, in the X-CSRFToken header."""
+    from shipgear_exchange_plugin.devhost.seed import seed
+    from shipgear_exchange_plugin.models import StoreAccount
+
+    app = make_app()  # CSRF on
+    with app.app_context():
+        seed(app, companies=2, shipments=60)
+        account = db.session.execute(sa.select(StoreAccount.id).where(
+            StoreAccount.company_id == 1).limit(1)).scalar_one()
+    failed = _row(app, 1, "failed")
+    values = {"company_id": 1, "writeback_id": failed.id, "account_id": account}
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    assert client.post("/login", data={"username": "admin", "password": "demo",
+                                       "csrf_token": csrf_token_from(page)}).status_code == 302
+    token = csrf_token_from(client.get("/companies/1/ecommerce/").get_data(as_text=True))
+
+    def audited() -> int:
+        with app.app_context():
+            return db.session.execute(sa.select(sa.func.count()).select_from(AuditEvent)
+                                      ).scalar_one()
+
+    rules = [rule for rule in app.url_map.iter_rules()
+             if rule.endpoint.startswith("shipgear_ecommerce.") and "POST" in rule.methods]
+    assert {rule.endpoint.split(".")[1] for rule in rules} >= {
+        "retry_one", "retry_many", "mark_confirmed", "set_credentials", "test_connection",
+        "save_alerts", "products_sync"}
+    before = audited()
+    with app.test_request_context():
+        from flask import url_for
+        urls = [url_for(rule.endpoint, **{k: values[k] for k in rule.arguments})
+                for rule in rules]
+    for url in urls:
+        refused = client.post(url, data={"ids": str(failed.id)})
+        assert refused.status_code == 400, url
+        assert "CSRF" in refused.get_data(as_text=True), url
+    assert audited() == before and _status(app, failed.id)[0] == "failed"
+    for url in urls:
+        taken = client.post(url, data={"ids": str(failed.id)},
+                            headers={"X-CSRFToken": token, "HX-Request": "true"})
+        assert taken.status_code < 500 and "CSRF" not in taken.get_data(as_text=True), url
+    assert audited() > before
