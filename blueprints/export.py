@@ -5,17 +5,26 @@ a download is every matching row, not one page) and answer a bad filter with the
 400 JSON error as ``orders.json``. Access is the page's: the blueprint's
 ``before_request`` (ecommerce.py) has already refused strangers with a 404. The bytes
 come from :mod:`shipgear_exchange_plugin.export`, streamed as they are produced.
+
+Nothing is written to disk on this side: the only disk an export needs is the database
+server's, for the sort. The first block is read before the status line goes out, so that
+the database's whole share of the work (a sorted export's sort, and its failure: the
+server out of disk space or unreachable) happens while a clear 503 page can still be
+answered (blueprints/__init__.py). A failure after that cuts the connection, so the
+browser shows a failed download rather than a file that looks complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterator
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from sqlalchemy.orm import Session
 
-from .. import export, orders
+from .. import dberrors, export, orders
 from .ecommerce import _parse_filters, _session
 
 
@@ -45,12 +54,15 @@ def _download(chunks: Callable[..., Iterator[bytes]], kind: str, extension: str,
         return jsonify({"error": f"Invalid filter: {query.error_message()}"}), 400
     company = g.sgx_company
     flt: orders.OrderFilter = query.flt
-    session = _session()
+    engine = _session().get_bind()
+    # Done with the request's session: ending it now leaves the teardown, which runs when
+    # the view returns, nothing to roll back on a connection that may die meanwhile.
+    _session().close()
     today = dt.datetime.now(ZoneInfo(company.timezone)).date()
     name = export.file_name(company.name, kind, today, extension)
     current_app.logger.info("%s export for company %s", kind, company.id)
     return Response(
-        stream_with_context(chunks(session, company.id, flt)),
+        stream_with_context(_primed(chunks, engine, company.id, flt, kind)),
         content_type=content_type,
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
@@ -59,3 +71,59 @@ def _download(chunks: Callable[..., Iterator[bytes]], kind: str, extension: str,
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+def _primed(chunks: Callable[..., Iterator[bytes]], engine, company_id: int,
+            flt: orders.OrderFilter, kind: str) -> Iterator[bytes]:
+    """The file's blocks with the first one already read (its errors raised here, in the
+    view). They are read on a connection of the export's own: the request's teardown runs
+    when the view returns, before the body streams, and must not close a running COPY."""
+    connection = engine.connect()
+    session = Session(bind=connection)
+    blocks = chunks(session, company_id, flt)
+    try:
+        first = next(blocks, b"")
+    except BaseException as exc:
+        _close(blocks, session, connection, exc)
+        raise
+    return _rest(first, blocks, session, connection, company_id, kind)
+
+
+def _rest(first: bytes, blocks: Iterator[bytes], session: Session, connection,
+          company_id: int, kind: str) -> Iterator[bytes]:
+    sent, error = len(first), None
+    try:
+        yield first
+        for block in blocks:
+            yield block
+            sent += len(block)
+    except Exception as exc:
+        # The status line is out: the server cuts the connection on this error, and the
+        # browser shows the download as failed (no complete-looking, short file).
+        error = exc
+        reason = dberrors.classify(exc) or "error"
+        current_app.logger.error("%s export for company %s stopped after %d bytes: %s (%s)",
+                                 kind, company_id, sent, reason.replace("_", " "),
+                                 dberrors.summary(exc))
+        raise
+    finally:
+        _close(blocks, session, connection, error)
+
+
+def _close(blocks: Iterator[bytes], session: Session, connection,
+           error: BaseException | None = None) -> None:
+    """Every step, even when one fails. COPY's errors come from psycopg unseen by
+    SQLAlchemy: when they say the database dropped us, the pool's other connections are
+    as dead as this one, so they are all let go (as SQLAlchemy does on a disconnect it
+    sees), and the next request connects afresh instead of failing once more."""
+    lost = error is not None and dberrors.classify(error) == dberrors.UNREACHABLE
+    if lost:
+        with contextlib.suppress(Exception):
+            connection.invalidate(error)
+    for step in (getattr(blocks, "close", None), session.close, connection.close):
+        if step is not None:
+            with contextlib.suppress(Exception):
+                step()
+    if lost:
+        with contextlib.suppress(Exception):
+            connection.engine.dispose()
