@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,8 +19,7 @@ from shipgear_exchange_plugin.worker import EmbeddedWorker
 
 from .conftest import BACKENDS
 from .jobs_for_tests import count_writebacks
-
-ROOT = Path(__file__).resolve().parent.parent
+from .services import WorkerProcess, worker_env
 
 
 def _expected(app, company_id: int) -> int:
@@ -59,14 +58,8 @@ def test_embedded_worker_runs_now_and_scheduled_jobs(seeded):
 def test_worker_command_works_the_queue_against_real_redis(seeded, tmp_path):
     host = seeded.extensions["exchange.host"]
     job = host.queue("shipgear-writeback").enqueue(count_writebacks, 1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPGEAR_TEST")}
-    env.update({
-        "DATABASE_URL": seeded.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": seeded.config["REDIS_URL"],
-        "SECRET_KEY": "test-secret",
-        "SHIPGEAR_ENCRYPTION_KEY": seeded.config["SHIPGEAR_ENCRYPTION_KEY"],
-        "PYTHONPATH": str(ROOT),
-    })
+    env = worker_env(seeded, seeded.config["REDIS_URL"],
+                     seeded.config["SQLALCHEMY_DATABASE_URI"], tmp_path)
     result = subprocess.run(
         [str(Path(sys.executable).parent / "shipgear-exchange"), "worker", "--burst"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -119,36 +112,23 @@ def test_sigterm_lets_the_current_write_back_finish(store_app, sandbox, tmp_path
     """`shipgear-exchange worker` told to stop (SIGTERM, as a deploy does) while a store
     call is in flight finishes that write-back, records it and releases the row before
     it exits: nothing is left claimed for the sweeper, nothing is sent twice."""
-    import signal
-
     from .test_writeback_engine import faults, ship, store
 
     faults(sandbox, write_latency_ms=2500)
     (wid,) = ship(store_app)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPGEAR_TEST")}
-    env.update({
-        "DATABASE_URL": store_app.config["SQLALCHEMY_DATABASE_URI"],
-        "REDIS_URL": store_app.config["REDIS_URL"],
-        "SECRET_KEY": "test-secret",
-        "SHIPGEAR_ENCRYPTION_KEY": store_app.config["SHIPGEAR_ENCRYPTION_KEY"],
-        "PYTHONPATH": str(ROOT),
-    })
-    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen([str(Path(sys.executable).parent / "shipgear-exchange"),
-                               "worker"], env=env, cwd=tmp_path, stdout=log,
-                              stderr=subprocess.STDOUT)
+    worker = WorkerProcess(worker_env(store_app, store_app.config["REDIS_URL"],
+                                      store_app.config["SQLALCHEMY_DATABASE_URI"], tmp_path),
+                           tmp_path / "worker.log")
     try:
         deadline = time.monotonic() + 30
         while not store(sandbox).requests or store(sandbox).requests[-1]["method"] != "POST":
             assert time.monotonic() < deadline, "the worker never called the store"
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            assert worker.alive(), worker.log()
             time.sleep(0.05)
-        worker.send_signal(signal.SIGTERM)  # the POST is in flight for 2.5 s
-        assert worker.wait(timeout=30) == 0, (tmp_path / "worker.log").read_text()
+        worker.process.send_signal(signal.SIGTERM)  # the POST is in flight for 2.5 s
+        assert worker.process.wait(timeout=30) == 0, worker.log()
     finally:
-        if worker.poll() is None:
-            worker.kill()
-        log.close()
+        worker.stop()
     with store_app.app_context():
         row = db.session.get(Writeback, wid)
         assert (row.status, row.claimed_by, row.attempt_count) == ("success", None, 1)
