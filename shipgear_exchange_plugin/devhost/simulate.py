@@ -77,6 +77,9 @@ def preload_open_orders(client=None) -> int:
 DEMO_FAULTS = {
     ("woocommerce", "c1"): {"error_rate": 0.3, "error_status": 503},
     ("bigcommerce", "c2"): {"latency_ms": 1200},
+    # Its writes show in the Orders API only after a few seconds, like a lagging store:
+    # the read-back in the send job misses them, so they are visibly Submitted first.
+    ("shopify", "c1"): {"verify_lag_s": 6},
 }
 #: A local courier no store knows: its shipments fail at once with a plain message.
 UNKNOWN_CARRIER = ("Speedy Courier", ["Same Day"])
