@@ -71,7 +71,7 @@ def record_shipment(session: Session, shipment: ProcessedShipment) -> list[Write
             next_attempt_at=now,
         ))
     session.add_all(rows)
-    session.info.setdefault(NEW_ROWS_KEY, []).extend(rows)
+    session.info.setdefault(NEW_ROWS_KEY, []).extend((row, now) for row in rows)
     return rows
 
 
@@ -98,7 +98,10 @@ def _after_commit(session: Session) -> None:
     rows = session.info.pop(NEW_ROWS_KEY, None)
     if not rows:
         return
-    planned = [(row.id, 1, None) for row in rows]
+    # The job id the sweeper computes for the row's first attempt (its due time included),
+    # so that a sweep during a backlog sees this job instead of adding a second one. The
+    # id comes from the identity map, not the expired row: no SELECT per row after commit.
+    planned = [(sa.inspect(row).identity[0], 1, due) for row, due in rows]
     if not has_app_context():
         log.warning("%d new write-backs committed outside an app; the sweeper will enqueue",
                     len(planned))

@@ -350,10 +350,15 @@ def test_committed_shipments_are_enqueued_and_the_sweeper_recovers_lost_jobs(eng
     host = engine_app.extensions["exchange.host"]
     (wid,) = ship(engine_app)
     queue = Queue(dispatch.QUEUE, connection=host.redis())
-    assert queue.job_ids == [dispatch.job_id("send", wid, 1, None)]
-    host.redis().flushdb()  # Redis restarted: it kept nothing
+    with engine_app.app_context():
+        due = db.session.get(Writeback, wid).next_attempt_at
+    assert queue.job_ids == [dispatch.job_id("send", wid, 1, due)]
     from shipgear_exchange_plugin.jobs.writeback import sweep
 
+    with engine_app.app_context():  # the outbox's job is the one the sweeper looks for
+        assert sweep()["enqueued"] == 0
+    assert len(queue.job_ids) == 1
+    host.redis().flushdb()  # Redis restarted: it kept nothing
     with engine_app.app_context():
         assert sweep()["enqueued"] == 1
         assert sweep()["enqueued"] == 0  # the job is alive: nothing doubled
