@@ -440,9 +440,9 @@ def main() -> int:
         print(f"\nstores: {len(accounts)} sandbox accounts ({args.companies} companies x "
               f"{', '.join(platforms)}), {per_account:.1f} write-backs each; store limits at "
               "the sandbox's defaults (the stores' published ones).")
-        print("our rate budgets (ratelimit.DEFAULT_LIMITS, per account; not configurable "
-              "without a code change, so the load is spread over many accounts instead of "
-              "raising them): " + "; ".join(
+        print("our rate budgets (ratelimit.DEFAULT_LIMITS, per account, a little under "
+              "the stores' published limits; the load is spread over many accounts "
+              "rather than raising them with SHIPGEAR_RATE_LIMITS): " + "; ".join(
                   f"{p} " + ", ".join(f"{a or 'all'} {r:g}/s burst {b:g}"
                                       for a, (r, b) in DEFAULT_LIMITS[p].items())
                   for p in platforms))
