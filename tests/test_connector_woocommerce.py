@@ -84,8 +84,10 @@ def test_write_back_then_verify(site):
     order = site.order("4501")
     assert order["status"] == "completed"
     assert order["shipments"][0]["tracking_link"].endswith(pkg.tracking_number)
+    # the order's status first (a closed order is not reopened), the trackings, the new
+    # tracking, the status update; then verify reads the order and its trackings
     assert [(c.api, c.outcome) for c in site.recorder.calls] == (
-        [(Api.WRITEBACK, Outcome.OK)] * 3 + [(Api.ORDERS, Outcome.OK)] * 2)
+        [(Api.WRITEBACK, Outcome.OK)] * 4 + [(Api.ORDERS, Outcome.OK)] * 2)
 
 
 def test_carrier_names_map_to_the_extension_providers(site):
@@ -228,3 +230,28 @@ def test_sandbox_answers_like_woocommerce_to_bad_requests(site):
         "code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.",
         "data": {"status": 404}}
     assert site.get("writes") == []
+
+
+@pytest.mark.parametrize("closed", ["cancelled", "refunded"])
+def test_a_closed_order_is_not_reopened_and_needs_fixing(site, closed):
+    """WooCommerce takes a status update on any order: marking a cancelled or refunded
+    order completed would reopen it. The write-back says so instead and changes nothing."""
+    pkg = package("4502")
+    assert site.store_call("PUT", "/wp-json/wc/v3/orders/4502",
+                           json={"status": closed}).status_code == 200
+    result = site.connector.write_back(pkg)
+    assert result.outcome is Outcome.NEEDS_FIXING, result.message
+    assert f"is {closed} on WooCommerce" in result.message
+    assert site.order("4502")["status"] == closed
+    assert site.store_call("GET", TRACKINGS.format("4502")).json() == []
+
+
+def test_an_order_already_completed_is_not_updated_again(site):
+    pkg = package("4503")
+    assert site.store_call("PUT", "/wp-json/wc/v3/orders/4503",
+                           json={"status": "completed"}).status_code == 200
+    result = site.connector.write_back(pkg)
+    assert result.outcome is Outcome.ACCEPTED, result.message
+    puts = [c for c in site.get("requests") if c["method"] == "PUT"]
+    assert len(puts) == 1  # only the test's own
+    assert site.connector.verify(pkg).outcome is Outcome.VERIFIED

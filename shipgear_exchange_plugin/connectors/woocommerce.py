@@ -32,6 +32,8 @@ PROVIDERS_PATH = "/wp-json/wc-shipment-tracking/v3/shipment-trackings/providers"
 ORDER_PATH = "/wp-json/wc/v3/orders/{order_id}"
 PAGE_SIZE = 100
 COMPLETED = "completed"
+#: Orders the shop has closed without shipping: marking them completed would reopen them.
+CLOSED = ("cancelled", "refunded", "failed", "trash")
 
 #: Host carrier name (compared case-insensitively) -> the Shipment Tracking extension's
 #: provider name, spelled as the extension spells it ("Fedex", "DHL US"). Carriers the
@@ -94,6 +96,16 @@ class WooCommerceConnector(HttpConnector):
         refused = self.missing_credentials() or _bad_order_id(package.order_id)
         if refused:
             return refused
+        order = ORDER_PATH.format(order_id=package.order_id)
+        reply = self._call(Api.WRITEBACK, "GET", order, expect=dict,  # part of the write
+                           params={"_fields": "id,status"})
+        if reply.error:
+            return reply.error
+        before = reply.json.get("status")
+        if before in CLOSED:  # WooCommerce would take the update and reopen the order
+            return reply.result(Outcome.NEEDS_FIXING,
+                                f"Order {package.order_id} is {before} on WooCommerce, so it "
+                                "was not marked completed; check the order with the shop")
         trackings = TRACKING_PATH.format(order_id=package.order_id)
         reply = self._call(Api.WRITEBACK, "GET", trackings, expect=list)
         if reply.error:
@@ -109,11 +121,13 @@ class WooCommerceConnector(HttpConnector):
             if reply.error:
                 return reply.error
             item = reply.json
-        reply = self._call(Api.WRITEBACK, "PUT", ORDER_PATH.format(order_id=package.order_id),
-                           expect=dict, json={"status": COMPLETED})
-        if reply.error:
-            return reply.error
-        status = reply.json.get("status")
+        status = before
+        if before != COMPLETED:
+            reply = self._call(Api.WRITEBACK, "PUT", order, expect=dict,
+                               json={"status": COMPLETED})
+            if reply.error:
+                return reply.error
+            status = reply.json.get("status")
         how = "added to" if added else "already on"
         return reply.result(Outcome.ACCEPTED,
                             f"Tracking {package.tracking_number} ({provider}) {how} order "
