@@ -196,7 +196,18 @@ def test_every_probe_is_ok_and_recorded_under_its_api(site):
     for api in Api:
         result = site.connector.probe(api)
         assert result.outcome is Outcome.OK, (api, result.message)
-    assert [(c.api, c.outcome) for c in site.recorder.calls] == [(api, Outcome.OK) for api in Api]
+    expected = [(api, Outcome.OK) for api in Api for _ in range(2 if api is Api.WRITEBACK
+                                                                 else 1)]
+    assert [(c.api, c.outcome) for c in site.recorder.calls] == expected
+
+
+def test_the_writeback_probe_says_when_the_shop_refuses_the_key(sandbox):
+    """The extension's providers route takes no key: the probe also reads one order with
+    it, so refused credentials show on the Writeback API too, not only on the others."""
+    site = Site(sandbox.url, credentials={"consumer_key": "ck_wrong", "consumer_secret": "x"})
+    for api in Api:
+        result = site.connector.probe(api)
+        assert result.outcome is Outcome.NEEDS_REAUTH, (api, result.message)
 
 
 def test_a_site_without_the_extension_is_named_in_the_probe(sandbox):

@@ -190,12 +190,17 @@ class WooCommerceConnector(HttpConnector):
 
     def probe(self, api: Api) -> Result:
         """PRODUCTS and ORDERS: one item of each. WRITEBACK: the Shipment Tracking
-        extension's providers, which shows the extension is installed and answering."""
+        extension's providers, which shows the extension is installed and answering, then
+        one order with the key (the providers route takes no key, so alone it would say
+        "works" with credentials the shop refuses)."""
         refused = self.missing_credentials()
         if refused:
             return refused
         if api is Api.WRITEBACK:
             reply = self._call(api, "GET", PROVIDERS_PATH, expect=dict)
+            if reply.error is None:
+                reply = self._call(api, "GET", "/wp-json/wc/v3/orders", expect=list,
+                                   params={"per_page": 1, "_fields": "id"})
         else:
             reply = self._call(api, "GET", f"/wp-json/wc/v3/{api.value}", expect=list,
                                params={"per_page": 1, "_fields": "id"})
