@@ -96,6 +96,17 @@ def demo(bind: str, port: int, shipments: int, ship_every: float) -> None:
 
             preload_open_orders(sandbox_app.test_client())
             apply_demo_faults(sandbox_app.test_client())
+        else:  # a sandbox of its own (SHIPGEAR_SANDBOX_URL): it must know the orders too
+            import requests
+
+            from .devhost.simulate import preload_open_orders
+
+            try:
+                preload_open_orders()
+            except requests.RequestException as exc:
+                click.echo(f"The sandbox at {app.config['SHIPGEAR_SANDBOX_URL']} did not "
+                           f"take the open orders ({exc}); write-backs to orders it does "
+                           "not know will fail.", err=True)
     manifest = host.plugins.manifests.get("shipgear-ecommerce")
     worker = None
     if app.config["REDIS_URL"].startswith(MEMORY_REDIS_URL) and manifest is not None:

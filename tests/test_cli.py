@@ -123,3 +123,33 @@ def test_demo_serves_the_plugin_page_with_the_documented_logins(tmp_path):
         output, _ = process.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/" in output
     assert "admin" in output and "'demo'" in output
+
+
+def test_demo_with_a_sandbox_of_its_own_registers_the_open_orders_there(tmp_path, sandbox):
+    """`SHIPGEAR_SANDBOX_URL` points the demo at a separate sandbox (a load test, a shared
+    one): the orders still waiting for a write-back are registered there at start, as with
+    the in-process one, so the worker's first attempts meet orders the store knows."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} and not k.startswith("SHIPGEAR")}
+    env["SHIPGEAR_SANDBOX_URL"] = sandbox.url
+    process = subprocess.Popen([SCRIPT, "demo", "--port", str(port), "--shipments", "200",
+                                "--ship-every", "0"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/login", timeout=2)
+                break
+            except requests.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(process.stdout.read()) from None
+                time.sleep(0.3)
+        known = {platform: sandbox.store.account(platform, "c1").snapshot()["orders"]
+                 for platform in ("amazon", "shopify", "woocommerce", "bigcommerce")}
+        assert all(count > 0 for count in known.values()), known
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=20)
