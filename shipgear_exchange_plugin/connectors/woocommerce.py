@@ -192,15 +192,18 @@ class WooCommerceConnector(HttpConnector):
         """PRODUCTS and ORDERS: one item of each. WRITEBACK: the Shipment Tracking
         extension's providers, which shows the extension is installed and answering, then
         one order with the key (the providers route takes no key, so alone it would say
-        "works" with credentials the shop refuses)."""
+        "works" with credentials the shop refuses). Each probe counts as one call for the
+        status rules: the providers call only when it failed."""
         refused = self.missing_credentials()
         if refused:
             return refused
         if api is Api.WRITEBACK:
-            reply = self._call(api, "GET", PROVIDERS_PATH, expect=dict)
+            reply = self._call(api, "GET", PROVIDERS_PATH, expect=dict, record=False)
             if reply.error is None:
                 reply = self._call(api, "GET", "/wp-json/wc/v3/orders", expect=list,
                                    params={"per_page": 1, "_fields": "id"})
+            else:
+                self.http.record(api, reply)
         else:
             reply = self._call(api, "GET", f"/wp-json/wc/v3/{api.value}", expect=list,
                                params={"per_page": 1, "_fields": "id"})
