@@ -110,7 +110,7 @@ def demo(bind: str, port: int, shipments: int, ship_every: float) -> None:
     manifest = host.plugins.manifests.get("shipgear-ecommerce")
     worker = None
     if app.config["REDIS_URL"].startswith(MEMORY_REDIS_URL) and manifest is not None:
-        worker = EmbeddedWorker(app, host.redis(), manifest.queues,
+        worker = EmbeddedWorker(app, host.redis(), manifest.queues, threads=3,
                                 periodic_jobs=manifest.data["periodic_jobs"]).start()
     click.echo(f"\nExchange with the ShipGear eCommerce plugin: http://{bind}:{port}/")
     click.echo(f"Logins (password '{DEMO_PASSWORD}'): admin (host admin, every company), "

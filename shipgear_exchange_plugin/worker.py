@@ -314,26 +314,31 @@ def _stop_signals(stopped: threading.Event):
 
 
 class EmbeddedWorker:
-    """A worker thread and a scheduler thread in this process (the demo)."""
+    """Worker threads and a scheduler thread in this process (the demo). More than one
+    worker thread keeps one slow store from holding up every other store's write-backs."""
 
     def __init__(self, app: Flask, connection: Redis, queue_names: list[str],
-                 poll_interval: float = 0.5, periodic_jobs: list[dict] | None = None):
+                 poll_interval: float = 0.5, periodic_jobs: list[dict] | None = None,
+                 threads: int = 1):
         self.app = app
+        self.threads = max(1, threads)
         self.periodic_jobs = list(periodic_jobs or [])
         self.connection = connection
         self.queue_names = list(queue_names)
         self.poll_interval = poll_interval
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.worker: _ThreadWorker | None = None
+        self.workers: list[_ThreadWorker] = []
 
     def start(self) -> EmbeddedWorker:
         queues = [Queue(name, connection=self.connection) for name in self.queue_names]
-        self.worker = _ThreadWorker(queues, connection=self.connection, app=self.app)
+        self.workers = [_ThreadWorker(queues, connection=self.connection, app=self.app)
+                        for _ in range(self.threads)]
         self._threads = [
-            threading.Thread(target=self._work, name="sgx-worker", daemon=True),
-            threading.Thread(target=self._schedule, name="sgx-scheduler", daemon=True),
-        ]
+            threading.Thread(target=self._work, args=(worker,), name=f"sgx-worker-{n}",
+                             daemon=True) for n, worker in enumerate(self.workers)]
+        self._threads.append(
+            threading.Thread(target=self._schedule, name="sgx-scheduler", daemon=True))
         if self.periodic_jobs:
             self._threads.append(PeriodicThread(
                 periodic_scheduler(self.app, self.connection, self.periodic_jobs), self._stop))
@@ -341,11 +346,11 @@ class EmbeddedWorker:
             thread.start()
         return self
 
-    def _work(self) -> None:
+    def _work(self, worker: _ThreadWorker) -> None:
         while not self._stop.is_set():
             try:
                 # Short bursts so that stop() is noticed; the worker keeps its registration.
-                self.worker.work(burst=True, logging_level="WARNING")
+                worker.work(burst=True, logging_level="WARNING")
             except Exception:  # noqa: BLE001 - keep the demo's worker alive, log why
                 log.exception("embedded worker loop failed; retrying")
             self._stop.wait(self.poll_interval)
@@ -362,7 +367,7 @@ class EmbeddedWorker:
 
     def stop(self, timeout: float = 5) -> None:
         self._stop.set()
-        if self.worker is not None:
-            self.worker.stopping.set()  # a wait for the database ends now
+        for worker in self.workers:
+            worker.stopping.set()  # a wait for the database ends now
         for thread in self._threads:
             thread.join(timeout)

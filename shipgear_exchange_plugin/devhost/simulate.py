@@ -76,7 +76,7 @@ def preload_open_orders(client=None) -> int:
 #: Trouble the demo's stores start with, so retries and failures are there to see.
 DEMO_FAULTS = {
     ("woocommerce", "c1"): {"error_rate": 0.3, "error_status": 503},
-    ("bigcommerce", "c2"): {"latency_ms": 1200},
+    ("bigcommerce", "c2"): {"latency_ms": 400},
     # Its writes show in the Orders API only after a few seconds, like a lagging store:
     # the read-back in the send job misses them, so they are visibly Submitted first.
     ("shopify", "c1"): {"verify_lag_s": 6},
