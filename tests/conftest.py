@@ -48,6 +48,16 @@ def _check_services() -> list[str]:
 
 SERVICE_PROBLEMS = _check_services() if (PG_URL or REDIS_URL or IN_CI) else ["not configured"]
 BACKENDS = ["embedded"] + (["services"] if not SERVICE_PROBLEMS else [])
+#: For tests that need the real servers (processes of their own, a Redis or PostgreSQL to
+#: lose): skipped with the reason outside CI when they are not configured; in CI the
+#: session fails instead (pytest_sessionstart).
+NEEDS_SERVICES = pytest.mark.skipif(
+    "services" not in BACKENDS and not IN_CI,
+    reason="needs real PostgreSQL and Redis: set SHIPGEAR_TEST_DATABASE_URL and "
+           "SHIPGEAR_TEST_REDIS_URL")
+#: Run a test on the services backend only.
+SERVICES_ONLY = pytest.mark.parametrize(
+    "backend", [pytest.param("services", marks=NEEDS_SERVICES)], indirect=True)
 
 
 def pytest_sessionstart(session):

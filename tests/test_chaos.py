@@ -43,16 +43,11 @@ from shipgear_exchange_plugin.sandbox import SandboxServer, SandboxStore
 from shipgear_exchange_plugin.sandbox import create_app as create_sandbox_app
 from shipgear_exchange_plugin.sandbox.store import PLATFORMS
 
-from .conftest import BACKENDS, IN_CI, ROOT, _truncate_all
+from .conftest import IN_CI, ROOT, SERVICES_ONLY, _truncate_all
 
 # Real worker processes and a Redis the test can kill need the services backend: always in
 # CI (conftest fails the session there when PostgreSQL or Redis is missing).
-NO_SERVICES = pytest.mark.skipif(
-    "services" not in BACKENDS and not IN_CI,
-    reason="needs real PostgreSQL and Redis: set SHIPGEAR_TEST_DATABASE_URL and "
-           "SHIPGEAR_TEST_REDIS_URL")
-pytestmark = pytest.mark.parametrize("backend", [pytest.param("services", marks=NO_SERVICES)],
-                                     indirect=True)
+pytestmark = SERVICES_ONLY
 
 SCRIPT = str(Path(sys.executable).parent / "shipgear-exchange")
 REDIS_SERVER = shutil.which("redis-server")

@@ -29,18 +29,11 @@ from shipgear_exchange_plugin.devhost.shipments import process_shipment
 from shipgear_exchange_plugin.models import Attempt, StoreAccount, Writeback
 from shipgear_exchange_plugin.paths import OPENAPI_PATH
 
-from .conftest import BACKENDS, IN_CI, PG_URL, ROOT
+from .conftest import PG_URL, ROOT, SERVICES_ONLY
 from .services import PgGate, RedisProcess, WorkerProcess, worker_env
 from .test_openapi import Contract
 
-NO_SERVICES = pytest.mark.skipif(
-    "services" not in BACKENDS and not IN_CI,
-    reason="needs real PostgreSQL and Redis: set SHIPGEAR_TEST_DATABASE_URL and "
-           "SHIPGEAR_TEST_REDIS_URL")
-#: An outage of PostgreSQL or Redis needs the real servers (always in CI, where conftest
-#: fails the session when they are missing).
-SERVICES = pytest.mark.parametrize("backend", [pytest.param("services", marks=NO_SERVICES)],
-                                   indirect=True)
+SERVICES = SERVICES_ONLY  # an outage of PostgreSQL or Redis needs the real servers
 
 BASE = "/companies/1/ecommerce"
 HTMX_GRID = {"HX-Request": "true", "HX-Target": "orders-region"}

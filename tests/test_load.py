@@ -10,18 +10,13 @@ request failed and that write-backs progressed during the run; the latencies are
 
 from __future__ import annotations
 
-import pytest
-
 from benchmarks import load
 
-from .conftest import BACKENDS, IN_CI, PG_URL, REDIS_URL
+from .conftest import NEEDS_SERVICES, PG_URL, REDIS_URL
 
-# Real processes against PostgreSQL and Redis: always in CI (conftest fails the session
-# there when either is missing), skipped with a reason elsewhere without them.
-pytestmark = pytest.mark.skipif(
-    "services" not in BACKENDS and not IN_CI,
-    reason="needs real PostgreSQL and Redis: set SHIPGEAR_TEST_DATABASE_URL and "
-           "SHIPGEAR_TEST_REDIS_URL")
+# Real processes against PostgreSQL and Redis (the script's own database set-up, not the
+# backend fixture).
+pytestmark = NEEDS_SERVICES
 
 
 def test_users_browse_while_workers_write_back(tmp_path):
