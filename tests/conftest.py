@@ -55,6 +55,24 @@ NEEDS_SERVICES = pytest.mark.skipif(
     "services" not in BACKENDS and not IN_CI,
     reason="needs real PostgreSQL and Redis: set SHIPGEAR_TEST_DATABASE_URL and "
            "SHIPGEAR_TEST_REDIS_URL")
+#: The stores' official API descriptions: ../shared/specs beside the project (see its
+#: README), or where SHIPGEAR_SPECS_DIR points.
+SPECS_DIR = Path(os.environ.get("SHIPGEAR_SPECS_DIR") or ROOT.parent / "shared" / "specs")
+
+
+def spec_file(folder: str, name: str) -> Path:
+    """One spec file. Without the specs a test that needs them is skipped saying where
+    they were looked for, except in CI, where that fails the test."""
+    path = SPECS_DIR / folder / name
+    if not path.is_file():
+        message = (f"the stores' API descriptions are not at {path.parent}: keep the project "
+                   "beside ../shared, or set SHIPGEAR_SPECS_DIR")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 #: Run a test on the services backend only.
 SERVICES_ONLY = pytest.mark.parametrize(
     "backend", [pytest.param("services", marks=NEEDS_SERVICES)], indirect=True)

@@ -17,8 +17,8 @@ import datetime as dt
 import json
 import time
 import uuid
+import warnings
 from functools import cache
-from pathlib import Path
 
 import pytest
 import requests
@@ -39,7 +39,8 @@ from shipgear_exchange_plugin.connectors.amazon import (
     amazon_carrier,
 )
 
-SPECS = Path(__file__).parents[1].parent / "shared/specs/amazon-sp-api"
+from .conftest import IN_CI, SPECS_DIR, spec_file
+
 ORDER = "111-0000001-0000001"
 FORMATS = FormatChecker()
 
@@ -55,7 +56,7 @@ def _date_time(value) -> bool:
 
 @cache
 def _spec(name: str) -> dict:
-    return json.loads((SPECS / name).read_text())
+    return json.loads(spec_file("amazon-sp-api", name).read_text())
 
 
 def schema(spec: str, definition: str) -> Draft4Validator:
@@ -131,7 +132,11 @@ def seller(sandbox):
     yield seller
     for connector in seller.made:
         connector.close()
-    check_bodies_against_the_models(seller)
+    if IN_CI or (SPECS_DIR / "amazon-sp-api").is_dir():
+        check_bodies_against_the_models(seller)
+    else:  # a checkout without ../shared: the behaviour still ran, say what did not
+        warnings.warn(f"request bodies not checked: no Amazon models at {SPECS_DIR}",
+                      stacklevel=1)
 
 
 def check_bodies_against_the_models(seller: Seller) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -28,7 +27,8 @@ from shipgear_exchange_plugin.connectors import (
     connector_for,
 )
 
-SPECS = Path(__file__).parents[1].parent / "shared/specs/bigcommerce"
+from .conftest import spec_file
+
 TOKEN = {"X-Auth-Token": "t", "Accept": "application/json"}
 
 
@@ -317,7 +317,8 @@ def test_every_probe_works_and_is_recorded_under_its_api(shop):
 # -- BigCommerce's specification ------------------------------------------------------------------
 def _load(name: str) -> dict:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load((SPECS / name).read_text(), Loader=loader)  # noqa: S506 - a safe loader
+    return yaml.load(spec_file("bigcommerce", name).read_text(),  # noqa: S506 - a safe loader
+                     Loader=loader)
 
 
 def _errata(spec: dict) -> dict:
