@@ -100,6 +100,11 @@ def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | 
             if waiting is None:  # one read of the queue, only when something looks stuck
                 waiting = set(queue.get_job_ids())
             stuck = jid not in waiting  # queued in a long backlog is not lost
+        elif stuck and status == JobStatus.SCHEDULED:
+            # Put back for later by the worker (the database was unreachable): alive while
+            # its time in RQ's scheduled registry has not long passed.
+            at = queue.connection.zscore(queue.scheduled_job_registry.key, jid)
+            stuck = at is None or at < overdue_before.timestamp()
         if status in LIVE and not stuck:
             continue
         enqueue(queue, kind, wid, number, due, run_now=True)

@@ -101,7 +101,10 @@ def _after_commit(session: Session) -> None:
     # The job id the sweeper computes for the row's first attempt (its due time included),
     # so that a sweep during a backlog sees this job instead of adding a second one. The
     # id comes from the identity map, not the expired row: no SELECT per row after commit.
-    planned = [(sa.inspect(row).identity[0], 1, due) for row, due in rows]
+    identities = [(sa.inspect(row).identity, due) for row, due in rows]
+    # A row no longer in the session at commit (expunged, session closed) has no identity:
+    # whether it was stored or not, the sweeper finds what was.
+    planned = [(identity[0], 1, due) for identity, due in identities if identity]
     if not has_app_context():
         log.warning("%d new write-backs committed outside an app; the sweeper will enqueue",
                     len(planned))

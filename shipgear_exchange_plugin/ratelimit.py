@@ -9,6 +9,7 @@ below the stores' published limits: requests leave here slightly before they arr
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from redis import Redis
@@ -46,7 +47,8 @@ def parse_limits(text: str | None, base: Limits | None = None) -> Limits:
             budget = (float(rate), float(burst))
         except ValueError:
             budget = None
-        if (platform not in DEFAULT_LIMITS or budget is None or budget[0] <= 0
+        if (platform not in DEFAULT_LIMITS or budget is None
+                or not all(math.isfinite(v) for v in budget) or budget[0] <= 0
                 or budget[1] < 1):
             raise ValueError(
                 f"SHIPGEAR_RATE_LIMITS: {entry!r} is not platform[.api]=rate/burst with "

@@ -154,12 +154,14 @@ class WritebackService:
 
     # -- claiming --------------------------------------------------------------------------
     def _claimable(self, status: WritebackStatus, now: dt.datetime):
-        stale = now - dt.timedelta(seconds=self.policy.claim_stale_after)
+        """Due, in ``status`` and held by nobody. A stale claim is not taken over here: the
+        sweeper releases it and counts the attempt as interrupted, so that the next one
+        asks the store first (its worker may have sent before it died)."""
         conditions = [
             Writeback.status == status,
             Writeback.next_attempt_at.is_not(None),
             Writeback.next_attempt_at <= now,
-            sa.or_(Writeback.claimed_at.is_(None), Writeback.claimed_at < stale),
+            Writeback.claimed_by.is_(None),
         ]
         if status == WritebackStatus.PENDING:
             conditions.append(Writeback.error_count < MAX_ATTEMPTS)
@@ -275,13 +277,31 @@ class WritebackService:
                 if result is None:
                     result = connector.write_back(package)
                     if result.outcome is Outcome.ACCEPTED and connector.shows_writes_at_once:
-                        shown = connector.verify(package)  # the first check, in this job
+                        shown = self._read_back(connector, package)
         except ClaimLost:
+            self._held = None
             return Step(writeback_id, "lost")
+        except sa.exc.SQLAlchemyError:
+            # Renewing the claim failed: the database, not the store. The job fails as it
+            # is (a worker retries it when the database was unreachable); the claim goes
+            # stale and the sweeper counts the attempt, which then asks the store first.
+            self._held = None
+            raise
         except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
             log.exception("write-back %s: connector raised", writeback_id)
             result = _internal_error(exc, maybe_applied=True)
         return self._record_send(row, number, started, result, shown)
+
+    def _read_back(self, connector: Connector, package) -> Result | None:
+        """The first check, right after an accepted write. Its failure is not the
+        attempt's: the write was accepted, and the scheduled checks follow instead."""
+        try:
+            return connector.verify(package)
+        except (ClaimLost, sa.exc.SQLAlchemyError):
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("write-back: reading the order back raised; checks follow")
+            return None
 
     def _record_send(self, row: Writeback, number: int, started: dt.datetime,
                      result: Result, shown: Result | None = None) -> Step:
@@ -373,7 +393,11 @@ class WritebackService:
             with self._store_calls(row) as connector:
                 result = connector.verify(package_of(row))
         except ClaimLost:
+            self._held = None
             return Step(writeback_id, "lost")
+        except sa.exc.SQLAlchemyError:  # the database, not the store: see send()
+            self._held = None
+            raise
         except Exception as exc:  # noqa: BLE001
             log.exception("write-back %s: verification raised", writeback_id)
             result = _internal_error(exc)
@@ -455,10 +479,11 @@ class WritebackService:
         """Due now: pending rows keep their error count; failed ones start a new round of
         attempts (error count back to 0, the timeline kept). Audited. Returns the ids."""
         now = self.now()
+        stale = now - dt.timedelta(seconds=self.policy.claim_stale_after)
         rows = self.session.execute(sa.select(Writeback).where(
             Writeback.company_id == company_id, Writeback.id.in_(ids),
             Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.FAILED]))
-        ).scalars().all()
+            .with_for_update()).scalars().all()
         for row in rows:
             previous = (row.status, row.error_count)
             if row.status == WritebackStatus.FAILED:
@@ -467,7 +492,10 @@ class WritebackService:
                 row.needs_check = True  # it may have landed: ask before sending again
             row.status = WritebackStatus.PENDING
             row.next_attempt_at = now
-            row.claimed_by = row.claimed_at = None
+            if row.claimed_at is None or row.claimed_at < stale:
+                row.claimed_by = row.claimed_at = None
+            # else a worker is sending it right now: that attempt is the retry, and taking
+            # the row from it could send the package twice
             self.session.add(AuditEvent(
                 company_id=company_id, user_id=user_id, username=username,
                 action="writeback.retry_now", target=f"writeback:{row.id}",

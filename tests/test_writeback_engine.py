@@ -437,7 +437,87 @@ def test_configured_rate_limits_replace_the_defaults_for_every_worker(make_app, 
 
 
 @pytest.mark.parametrize("bad", ["bigcommerce=fast", "ebay=1/1", "shopify.refunds=1/1",
-                                 "woocommerce=0/5", "bigcommerce=2"])
+                                 "woocommerce=0/5", "bigcommerce=2", "shopify=nan/nan",
+                                 "shopify=inf/10"])
 def test_a_bad_rate_limit_setting_stops_the_app_saying_which_entry(make_app, bad):
     with pytest.raises(ValueError, match=f"SHIPGEAR_RATE_LIMITS: '{bad}'"):
         make_app(SHIPGEAR_RATE_LIMITS=bad)
+
+
+def test_a_stale_claim_is_left_to_the_sweeper_not_taken_over_by_a_job(engine_app, sandbox):
+    """A job that meets a row whose worker died does not take it: only the sweeper
+    releases it, counting the attempt as interrupted, so the next attempt asks first."""
+    (wid,) = ship(engine_app)
+    clock = Clock()
+    with engine_app.app_context():
+        dead = service(engine_app, clock)
+        assert isinstance(dead._claim(wid, "pending", reserve_attempt=True), Writeback)
+        clock.now += dt.timedelta(seconds=FAST.claim_stale_after + 1)
+        assert service(engine_app, clock).send(wid).action == "skipped"
+        assert service(engine_app, clock).release_stale_claims() == 1
+        assert db.session.get(Writeback, wid, populate_existing=True).needs_check is True
+    assert drive(engine_app, clock, wid).status == "success"
+    assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [
+        (1, "interrupted"), (2, "accepted")]
+    assert len(store(sandbox).writes) == 1
+
+
+class ReadBackBreaks:
+    """The real connector, except that reading an order back raises (a connector bug)."""
+
+    def __init__(self, connector) -> None:
+        self.connector = connector
+        self.shows_writes_at_once = True
+        self.write_back = connector.write_back
+        self.close = connector.close
+
+    def verify(self, package):
+        raise RuntimeError("read-back bug")
+
+
+def test_a_read_back_that_fails_leaves_the_accepted_write_to_the_scheduled_checks(
+        engine_app, sandbox):
+    (wid,) = ship(engine_app)
+    with engine_app.app_context():
+        engine = service(engine_app, Clock())
+        engine._connector_factory = lambda row: ReadBackBreaks(engine._connector(row))
+        step = engine.send(wid)
+    assert (step.status, step.next_kind) == ("submitted", "verify")
+    row = drive(engine_app, Clock(), wid)
+    assert (row.status, row.error_count) == ("success", 0)
+    assert [a.outcome for a in attempts(engine_app, wid)] == ["accepted"]
+    assert len(store(sandbox).writes) == 1
+
+
+def test_retry_now_leaves_a_row_that_a_worker_is_sending_to_that_worker(engine_app, sandbox):
+    """Taking the row from a worker in the middle of its send could send it twice: the
+    attempt in flight is the retry, and it records its outcome as usual."""
+    (wid,) = ship(engine_app)
+    clock = Clock()
+
+    def user_clicks_retry_now():
+        assert service(engine_app, clock).retry_now(1, [wid], None, "support") == [wid]
+
+    with engine_app.app_context():
+        busy = WritebackService(db.session, state(engine_app).credentials, policy=FAST,
+                                now=clock, throttle=Meanwhile(engine_app, user_clicks_retry_now))
+        assert busy.send(wid).action == "sent"
+        db.session.remove()
+    row = drive(engine_app, clock, wid)
+    assert row.status == "success" and len(store(sandbox).writes) == 1
+    assert [a.outcome for a in attempts(engine_app, wid)] == ["accepted"]
+
+
+def test_a_job_the_worker_put_back_for_later_is_not_taken_for_lost(engine_app):
+    """A job scheduled again by the worker (the database was unreachable) keeps its id:
+    the sweeper sees it alive in RQ's scheduled registry instead of adding another."""
+    host = engine_app.extensions["exchange.host"]
+    (wid,) = ship(engine_app)
+    queue = Queue(dispatch.QUEUE, connection=host.redis())
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    job = dispatch.enqueue(queue, "send", wid, 1, long_ago)  # queued, then retried later:
+    queue.remove(job)
+    queue.schedule_job(job, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+    assert dispatch.ensure_jobs(queue, [(wid, "send", 1, long_ago)]) == 0
+    host.redis().zrem(queue.scheduled_job_registry.key, job.id)  # the schedule was lost
+    assert dispatch.ensure_jobs(queue, [(wid, "send", 1, long_ago)]) == 1
