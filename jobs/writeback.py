@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import time
 
 from redis.exceptions import RedisError
@@ -66,12 +67,21 @@ def _rows_of_accounts(host, account_ids: list[int]) -> set[int]:
     return ids
 
 
+def sweep_lock_seconds(every: float) -> int:
+    """How long a sweep holds the others off: a few intervals. A sweeper killed in the
+    middle leaves its lock behind, and until it expires no sweep runs, and after Redis
+    restarted empty nothing else would enqueue the due rows. A sweep that outlasts it may
+    overlap the next one, which is harmless: the sweep is idempotent and claims are not."""
+    return max(2, math.ceil(3 * every))
+
+
 def sweep() -> dict[str, int]:
     """Periodic: release stale claims and re-enqueue every due row without a live job
     (Redis restarted, a worker killed). Idempotent; one sweep at a time across workers."""
     host = get_host()
     connection = host.redis()
-    with once(connection, "sweep", 300) as held:
+    every = float(host.app.config.get("SHIPGEAR_SWEEP_INTERVAL") or 30)
+    with once(connection, "sweep", sweep_lock_seconds(every)) as held:
         if not held:
             return {"skipped": 1}
         service = runtime.writeback_service(host)
@@ -83,7 +93,6 @@ def sweep() -> dict[str, int]:
                                      forced=_throttled_amazon_accounts(connection))
         in_feeds = _rows_of_accounts(host, batched)
         due = [row for row in service.due(companies) if row[0] not in in_feeds]
-        every = float(host.app.config.get("SHIPGEAR_SWEEP_INTERVAL") or 30)
         enqueued = dispatch.ensure_jobs(queue, due, grace=dt.timedelta(seconds=max(10, 3 * every)))
         enqueued += dispatch.enqueue_feed_work(queue, batched, feeds.feeds_due(),
                                                service.now())

@@ -521,3 +521,22 @@ def test_a_job_the_worker_put_back_for_later_is_not_taken_for_lost(engine_app):
     assert dispatch.ensure_jobs(queue, [(wid, "send", 1, long_ago)]) == 0
     host.redis().zrem(queue.scheduled_job_registry.key, job.id)  # the schedule was lost
     assert dispatch.ensure_jobs(queue, [(wid, "send", 1, long_ago)]) == 1
+
+
+def test_a_sweeper_killed_holding_its_lock_holds_the_others_off_for_a_few_intervals(
+        make_app, sandbox):
+    """The lock a killed sweeper leaves behind expires after a few sweep intervals (it
+    was 5 minutes: after Redis restarted empty, nothing was enqueued for that long)."""
+    from shipgear_exchange_plugin.jobs.locks import once
+    from shipgear_exchange_plugin.jobs.writeback import sweep, sweep_lock_seconds
+
+    app = make_app(SHIPGEAR_SANDBOX_URL=sandbox.url, SHIPGEAR_SWEEP_INTERVAL=1)
+    host = app.extensions["exchange.host"]
+    with app.app_context():
+        seed(app, companies=1, shipments=0, enabled=1)
+        dead = once(host.redis(), "sweep", sweep_lock_seconds(1))
+        assert dead.__enter__() is True  # the sweeper took the lock, then was SIGKILLed
+        assert sweep() == {"skipped": 1}
+        threading.Event().wait(sweep_lock_seconds(1) + 0.5)
+        assert "skipped" not in sweep()
+    assert sweep_lock_seconds(30) <= 90
