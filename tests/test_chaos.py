@@ -13,13 +13,8 @@ Three properties:
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -44,13 +39,12 @@ from shipgear_exchange_plugin.sandbox import create_app as create_sandbox_app
 from shipgear_exchange_plugin.sandbox.store import PLATFORMS
 
 from .conftest import IN_CI, ROOT, SERVICES_ONLY, _truncate_all
+from .services import REDIS_SERVER, SCRIPT, RedisProcess, stop_group
 
 # Real worker processes and a Redis the test can kill need the services backend: always in
 # CI (conftest fails the session there when PostgreSQL or Redis is missing).
 pytestmark = SERVICES_ONLY
 
-SCRIPT = str(Path(sys.executable).parent / "shipgear-exchange")
-REDIS_SERVER = shutil.which("redis-server")
 FINAL = ("success", "failed")
 #: Fast clocks for the worker processes: the same code paths, seconds instead of minutes.
 #: A claim must outlive the longest attempt (a few calls of at most 1+3 s, plus up to 3 s of
@@ -66,67 +60,7 @@ WORKER_SETTINGS = {
 }
 
 
-# -- processes of our own -------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signal a process started with ``start_new_session`` and everything it forked."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
-class RedisProcess:
-    """A redis-server that keeps nothing on disk, on a free port: the test kills it and
-    starts it again empty without touching the shared Redis."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-        self.restarts = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProcess:
-        log_path = self.workdir / f"redis-{self.restarts}.log"
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"redis-server on port {self.port} did not start: "
-                                         f"{log_path.read_text()}") from None
-                time.sleep(0.05)
-        client.close()
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None:
-            _stop_group(self.process)
-            self.process = None
-
-    def restart_empty(self) -> None:
-        self.kill()
-        self.restarts += 1
-        self.start()
-
-
+# -- processes of our own: tests/services.py ----------------------------------------------
 class Workers:
     """``shipgear-exchange worker`` processes, each in its own process group (the worker
     and the scheduler process RQ forks), so that SIGKILL takes both, like a crashed host."""
@@ -152,19 +86,19 @@ class Workers:
         for process in list(self.running):
             if process.poll() is not None:
                 self.running.remove(process)
-                _stop_group(process)  # its scheduler child, if it outlived it
+                stop_group(process)  # its scheduler child, if it outlived it
                 self.exited += 1
         assert self.exited <= 20, f"workers keep stopping by themselves:\n{self.tail()}"
         while len(self.running) < count:
             self.start()
 
     def kill_oldest(self) -> None:
-        _stop_group(self.running.pop(0))
+        stop_group(self.running.pop(0))
         self.killed += 1
 
     def stop(self) -> None:
         while self.running:
-            _stop_group(self.running.pop())
+            stop_group(self.running.pop())
 
     def tail(self, lines: int = 25) -> str:
         out = []

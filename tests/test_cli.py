@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from cryptography.fernet import Fernet
 
 from shipgear_exchange_plugin import migrate
 from shipgear_exchange_plugin.cli import main
+
+from .services import free_port
 
 SCRIPT = str(Path(sys.executable).parent / "shipgear-exchange")
 
@@ -71,15 +72,9 @@ def test_seed_rejects_nonsense_counts(tmp_path):
     assert "-5 is not in the range" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_demo_serves_the_plugin_page_with_the_documented_logins(tmp_path):
     """What `make demo` runs, on embedded defaults, reached over real HTTP."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} and not k.startswith("SHIPGEAR")}
     process = subprocess.Popen([SCRIPT, "demo", "--port", str(port), "--shipments", "200",
@@ -129,7 +124,7 @@ def test_demo_with_a_sandbox_of_its_own_registers_the_open_orders_there(tmp_path
     """`SHIPGEAR_SANDBOX_URL` points the demo at a separate sandbox (a load test, a shared
     one): the orders still waiting for a write-back are registered there at start, as with
     the in-process one, so the worker's first attempts meet orders the store knows."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} and not k.startswith("SHIPGEAR")}
     env["SHIPGEAR_SANDBOX_URL"] = sandbox.url
