@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
-from shipgear_exchange_plugin.devhost.models import db
+from shipgear_exchange_plugin.devhost.models import Company, db
 from shipgear_exchange_plugin.models import StoreAccount, Writeback
 from shipgear_exchange_plugin.orders import SORTS
 
@@ -95,7 +96,9 @@ def test_filters_by_account_search_and_dates(seeded, client_as):
     by_order = page_through(client, {"q": target.order_id})
     assert target.id in [i["id"] for i in by_order]
     assert page_through(client, {"q": "100%_"}) == []  # wildcards are literal
-    day = target.ship_date.date()
+    with seeded.app_context():  # the filter's days are the company's, not UTC's
+        zone = ZoneInfo(db.session.get(Company, 1).timezone)
+    day = target.ship_date.astimezone(zone).date()
     same_day = page_through(client, {"date_from": day.isoformat(), "date_to": day.isoformat()})
     assert target.id in [i["id"] for i in same_day]
 
