@@ -61,7 +61,7 @@ def serve_sandbox(port: int) -> None:
     429s are the rate limits it enforced) and serving the counts at /_bench/answered."""
     from flask import jsonify, request
 
-    from shipgear_exchange_plugin.sandbox import SandboxServer, SandboxStore, create_app
+    from shipgear_exchange_plugin.sandbox import SandboxStore, create_app
     from shipgear_exchange_plugin.sandbox.store import PLATFORMS
 
     app = create_app(SandboxStore())
@@ -81,8 +81,12 @@ def serve_sandbox(port: int) -> None:
         with lock:
             return jsonify(dict(answered))
 
-    server = SandboxServer(app, "127.0.0.1", port)
-    server.server.serve_forever()
+    # Waitress, not the Werkzeug server of the tests: Werkzeug closes the connection after
+    # every answer and starts a thread per connection, and the stores it stands in for
+    # keep connections open. Both cost CPU on the machine the workers run on.
+    import waitress
+
+    waitress.serve(app, host="127.0.0.1", port=port, threads=4, _quiet=True)
 
 
 # -- processes and measurements -------------------------------------------------------------

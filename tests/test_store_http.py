@@ -183,3 +183,48 @@ def test_the_environments_proxy_is_used_and_no_proxy_is_honoured(store, environm
     http_module._proxies_for.cache_clear()
     direct = http("http://store.invalid").request(Api.ORDERS, "GET", "/ok")
     assert direct.error is not None and direct.error.outcome is Outcome.RETRYABLE
+
+
+@pytest.fixture
+def keep_alive_store():
+    """The bad store behind waitress, which keeps connections open as real stores do
+    (Werkzeug's server closes each one). The app notes each call's client port."""
+    import threading
+
+    import waitress.server
+
+    app = bad_store()
+    ports: list[str] = []
+
+    @app.before_request
+    def _note_port():
+        from flask import request
+
+        ports.append(request.environ["REMOTE_PORT"])
+
+    server = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}", ports
+    server.close()
+    thread.join(timeout=5)
+
+
+def test_connections_outlive_a_job_and_a_broken_answer_does_not_reuse_its_own(
+        keep_alive_store):
+    """Each job builds and closes its connector; the TCP (with a real store, TLS)
+    connection stays in the worker's pool for the next job. An answer left unread (too
+    large) closes its connection instead of handing a half-read socket to the next call."""
+    url, ports = keep_alive_store
+    for _job in range(3):
+        store_http = http(url)
+        for _ in range(2):
+            assert store_http.request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
+        store_http.close()
+    assert len(ports) == 6 and len(set(ports)) == 1
+
+    huge = http(url)
+    assert "larger than" in huge.request(Api.ORDERS, "GET", "/huge").error.message
+    assert huge.request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
+    huge.close()
+    assert ports[-1] != ports[-2]

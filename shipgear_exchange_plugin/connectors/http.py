@@ -1,5 +1,6 @@
-"""HTTP for connectors: one ``requests.Session`` per account, a timeout on every call,
-no transport retries, every answer classified and every call reported to the recorder.
+"""HTTP for connectors: one ``requests.Session`` per account over one connection pool per
+process (connections outlive the job), a timeout on every call, no transport retries,
+every answer classified and every call reported to the recorder.
 
 Connectors call :meth:`StoreHttp.request` and get a :class:`Reply`. When
 ``reply.error`` is set the call failed and that :class:`~.base.Result` is what the
@@ -53,6 +54,19 @@ def _proxies_for(origin: str) -> dict[str, str]:
     search for ``~/.netrc`` on every call: a third of a millisecond each, as long as the
     sandbox takes to answer."""
     return requests.utils.get_environ_proxies(origin)
+
+
+#: Stores whose connections a worker process keeps open, and connections per store.
+POOLS, POOL_SIZE = 100, 10
+
+
+@functools.cache
+def _shared_adapter() -> HTTPAdapter:
+    """One connection pool per process, shared by every connector: a job builds its
+    connector afresh, and without this each job paid a new TCP (and, with real stores, a
+    TLS) handshake. Thread-safe (urllib3's pools are). No retries: attempts belong to the
+    write-back engine."""
+    return HTTPAdapter(pool_connections=POOLS, pool_maxsize=POOL_SIZE, max_retries=0)
 
 
 def _origin(url: str) -> str:
@@ -137,7 +151,7 @@ class StoreHttp:
         self.retry_hint = retry_hint or _retry_after_header
         self.max_body = max_body
         self.session = session or requests.Session()
-        adapter = HTTPAdapter(max_retries=0)  # attempts belong to the write-back engine
+        adapter = _shared_adapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
@@ -146,6 +160,10 @@ class StoreHttp:
                                or os.environ.get("CURL_CA_BUNDLE") or True)
 
     def close(self) -> None:
+        """Forget the session but keep its connections: they belong to the process's pool
+        (``Session.close`` would close every pooled connection of every store)."""
+        for prefix in ("http://", "https://"):
+            self.session.adapters.pop(prefix, None)
         self.session.close()
 
     def url(self, path: str) -> str:
