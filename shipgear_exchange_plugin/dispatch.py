@@ -77,6 +77,23 @@ def enqueue_new(queue: Queue, rows: Iterable[tuple[int, int, dt.datetime | None]
     return count
 
 
+def job_statuses(connection, ids: list[str]) -> list[JobStatus | None]:
+    """Each job's status (None: no such job), one field per job in one round trip. The
+    sweeper asks this of up to 2,000 jobs at a time during a backlog; loading whole jobs
+    (``Job.fetch_many``) cost it ten times as much."""
+    pipe = connection.pipeline(transaction=False)
+    for jid in ids:
+        pipe.hget(Job.key_for(jid), "status")
+    return [_status(raw) for raw in pipe.execute()]
+
+
+def _status(raw: bytes | None) -> JobStatus | None:
+    try:
+        return JobStatus(raw.decode()) if raw else None
+    except ValueError:  # not a status this RQ knows: treat the job as gone
+        return None
+
+
 def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | None]],
                 grace: dt.timedelta = dt.timedelta(seconds=90)) -> int:
     """Enqueue each due row that has no live job; returns how many were enqueued.
@@ -90,8 +107,7 @@ def ensure_jobs(queue: Queue, due_rows: list[tuple[int, str, int, dt.datetime | 
         return 0
     overdue_before = utcnow() - grace
     ids = [job_id(kind, wid, number, due) for wid, kind, number, due in due_rows]
-    jobs = Job.fetch_many(ids, connection=queue.connection)
-    statuses = [job.get_status(refresh=False) if job is not None else None for job in jobs]
+    statuses = job_statuses(queue.connection, ids)
     waiting: set[str] | None = None
     enqueued = 0
     for (wid, kind, number, due), jid, status in zip(due_rows, ids, statuses, strict=True):
@@ -122,10 +138,10 @@ def enqueue_feed_work(queue: Queue, accounts: list[int], feeds: list[str],
     planned += [("poll", feed, f"sgx-poll-{feed}-{minute}") for feed in feeds]
     if not planned:
         return 0
-    jobs = Job.fetch_many([p[2] for p in planned], connection=queue.connection)
+    statuses = job_statuses(queue.connection, [p[2] for p in planned])
     count = 0
-    for (kind, arg, jid), job in zip(planned, jobs, strict=True):
-        if job is not None and job.get_status(refresh=False) in LIVE:
+    for (kind, arg, jid), status in zip(planned, statuses, strict=True):
+        if status in LIVE:
             continue
         queue.enqueue(JOBS[kind], arg, job_id=jid, result_ttl=RESULT_TTL,
                       failure_ttl=FAILURE_TTL, description=f"{kind} {arg}")
