@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from .connectors.base import Api, CallRecord, Outcome
 
@@ -127,10 +127,7 @@ class RedisCallRecorder:
             if len(calls) == 1:
                 self._record(calls[0], self.connection)
                 return
-            with self.connection.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    self._record(call, pipe)
-                pipe.execute()
+            self._record_pipelined(calls)
         except RedisError as exc:
             if time.monotonic() - self._last_warning > 60:
                 self._last_warning = time.monotonic()
@@ -138,13 +135,38 @@ class RedisCallRecorder:
                             len(calls), calls[0].account_id, exc)
 
     def _record(self, call: CallRecord, client) -> None:
+        self._script(keys=[key(call.account_id, call.api)], args=self._args(call),
+                     client=client)
+
+    def _record_pipelined(self, calls: list[CallRecord]) -> None:
+        """EVALSHA for each call in one round trip. redis-py's own way (a Script on a
+        pipeline) first asks SCRIPT EXISTS, a second round trip per job; here the script
+        is loaded only when the server answers NOSCRIPT (it restarted), and the pipeline
+        sent again (nothing was counted: every EVALSHA failed)."""
+        for _ in range(2):
+            with self.connection.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(self._script.sha, 1, key(call.account_id, call.api),
+                                 *self._args(call))
+                answers = pipe.execute(raise_on_error=False)
+            missing = [a for a in answers if isinstance(a, NoScriptError)]
+            if not missing:
+                errors = [a for a in answers if isinstance(a, Exception)]
+                if errors:
+                    raise errors[0]
+                return
+            if len(missing) != len(answers):  # some counted, some not: count the rest
+                calls = [c for c, a in zip(calls, answers, strict=True)
+                         if isinstance(a, NoScriptError)]
+            self.connection.script_load(_RECORD)
+        raise NoScriptError("the call-recording script could not be loaded")
+
+    def _args(self, call: CallRecord) -> list:
         failed = int(call.outcome.is_error and not call.throttled)
-        self._script(keys=[key(call.account_id, call.api)], args=[
-            int(call.at.timestamp()) // 60, failed, int(call.throttled),
-            int(call.latency_ms > self.slow_ms), "H" if is_hard_failure(call) else "o",
-            call.at.timestamp(), call.http_status or 0,
-            describe(call) if call.outcome.is_error else "", self.window_minutes, KEY_TTL],
-            client=client)
+        return [int(call.at.timestamp()) // 60, failed, int(call.throttled),
+                int(call.latency_ms > self.slow_ms), "H" if is_hard_failure(call) else "o",
+                call.at.timestamp(), call.http_status or 0,
+                describe(call) if call.outcome.is_error else "", self.window_minutes, KEY_TTL]
 
     def batch(self) -> BatchRecorder:
         """A recorder that keeps one job's calls and counts them together on flush()."""

@@ -101,3 +101,23 @@ def test_old_minutes_fall_out_and_the_read_stays_the_same_size(app):
     minutes = [k for k in fields if k.startswith(b"m")]
     assert len(minutes) <= 17
     assert statuses(connection, [7], RULES, NOW)[(7, "writeback")].status == "green"
+
+
+def test_a_jobs_calls_are_counted_together_even_after_redis_lost_its_scripts(app):
+    """A write-back job counts its calls in one pipeline of EVALSHA. A Redis that restarted
+    has no scripts: the pipeline is sent again after loading it, and nothing counts twice."""
+    connection = app.extensions["exchange.host"].redis()
+    recorder = RedisCallRecorder(connection)
+    connection.script_flush()
+    batch = recorder.batch()
+    for n in range(3):
+        batch.record(call(NOW - dt.timedelta(seconds=n)))
+    batch.record(call(NOW, Outcome.RETRYABLE, 503, api=Api.ORDERS))
+    batch.flush()
+    found = statuses(connection, [7], RULES, NOW)
+    assert found[(7, "writeback")].info.startswith("3 calls")
+    assert found[(7, "orders")].info == "1 call in 15 min, 1 failed."
+    batch.record(call(NOW))
+    batch.record(call(NOW))
+    batch.flush()  # the script is loaded now: one round trip
+    assert statuses(connection, [7], RULES, NOW)[(7, "writeback")].info.startswith("5 calls")
