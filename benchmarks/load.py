@@ -61,15 +61,14 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:  # imported by tests/test_load.py as benchmarks.load
     sys.path.append(str(HERE))
 
-from writeback_throughput import (  # noqa: E402 - the shared process helpers
+from processes import free_port, stop_group  # noqa: E402 - shared with the tests
+from writeback_throughput import (  # noqa: E402
     SCRIPT,
     Workers,
     cpu_by_process,
     cpu_used,
-    free_port,
     machine_cpu_seconds,
     prepare_database,
-    stop_group,
 )
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/shipgear_load"
@@ -444,7 +443,7 @@ class Stack:
 
     def stop(self) -> None:
         if self.server is not None:
-            stop_group(self.server)
+            stop_group(self.server, signal.SIGTERM, wait=30)
         if self.workers is not None:
             self.workers.stop()
         stop_group(self.sandbox, signal.SIGKILL)

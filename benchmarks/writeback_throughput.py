@@ -25,14 +25,12 @@ again) and empties the Redis database it is given.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import pstats
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +40,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # imported by benchmarks/load.py from tests/test_load.py
+    sys.path.append(str(HERE))
+
+from processes import (  # noqa: E402 - shared with the tests
+    RedisProcess,
+    drop_plugin_tables,
+    free_port,
+    stop_group,
+)
+
 SCRIPT = str(Path(sys.executable).parent / "shipgear-exchange")
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/shipgear_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -90,24 +98,6 @@ def serve_sandbox(port: int) -> None:
 
 
 # -- processes and measurements -------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 30) -> None:
-    """Stop a process started in a session of its own, with everything it forked."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    try:
-        process.wait(timeout=wait)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -190,50 +180,7 @@ class Workers:
 
     def stop(self) -> None:
         for process in self.processes:
-            stop_group(process)
-
-
-class PrivateRedis:
-    """A redis-server of the benchmark's own that keeps nothing: chaos mode kills it and
-    starts it again empty on the same port."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.port, self.logdir = free_port(), logdir
-        self.process: subprocess.Popen | None = None
-        self.restarts = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> PrivateRedis:
-        import redis
-
-        with open(self.logdir / f"redis-{self.restarts}.log", "w") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - redis-server from PATH
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.logdir)],  # noqa: S607
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise SystemExit("redis-server did not start") from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            stop_group(self.process, signal.SIGKILL)
-            self.process = None
-
-    def restart_empty(self) -> None:
-        self.kill()
-        self.restarts += 1
-        self.start()
+            stop_group(process, signal.SIGTERM, wait=30)
 
 
 def worker_counters(connection) -> tuple[int, float]:
@@ -264,27 +211,7 @@ def job_span(connection, ids: list[str]) -> tuple[float, Counter[str]]:
 # -- set-up ---------------------------------------------------------------------------------
 def prepare_database(url: str) -> None:
     """Create the benchmark's database when missing and drop every table of ours in it."""
-    import sqlalchemy as sa
-
-    from shipgear_exchange_plugin.devhost import normalise_database_url
-
-    url = normalise_database_url(url)
-    target = sa.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(sa.text("select 1 from pg_database where datname = :name"),
-                              {"name": target.database}).scalar()
-        if not exists:
-            conn.execute(sa.text(f'create database "{target.database}"'))
-    admin.dispose()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        names = conn.execute(sa.text(
-            "select tablename from pg_tables where schemaname = current_schema() "
-            "and (tablename like 'sgx\\_%' or tablename like 'host\\_%')")).scalars().all()
-        for name in names:
-            conn.execute(sa.text(f'drop table if exists "{name}" cascade'))
-    engine.dispose()
+    drop_plugin_tables(url, create_database=True)
 
 
 def order_id(platform_name: str, n: int) -> str:
@@ -383,7 +310,7 @@ def main() -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    private = PrivateRedis(args.logs).start() if args.chaos else None
+    private = RedisProcess(args.logs).start() if args.chaos else None
     if private is not None:
         args.redis_url = private.url
     connection = redis.Redis.from_url(args.redis_url)
@@ -581,7 +508,7 @@ CHAOS_SETTINGS = {
 
 
 def chaos(app, env: dict[str, str], args, sandbox_url: str,
-          accounts: list[tuple[int, str, str]], private: PrivateRedis) -> int:
+          accounts: list[tuple[int, str, str]], private: RedisProcess) -> int:
     """The reliability proof at full size (tests/test_chaos.py runs it at CI size)."""
     import requests
     import sqlalchemy as sa

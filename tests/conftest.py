@@ -16,6 +16,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
+from benchmarks.processes import drop_plugin_tables
 from shipgear_exchange_plugin.crypto import generate_key
 from shipgear_exchange_plugin.devhost import create_app, init_db, normalise_database_url
 from shipgear_exchange_plugin.devhost.models import db
@@ -93,14 +94,7 @@ _prepared: set[str] = set()
 
 def _reset_postgres(url: str) -> None:
     """Drop every table of ours once per run, so migrations start from nothing."""
-    engine = sa.create_engine(normalise_database_url(url))
-    with engine.begin() as conn:
-        names = conn.execute(sa.text(
-            "select tablename from pg_tables where schemaname = current_schema() "
-            "and (tablename like 'sgx\\_%' or tablename like 'host\\_%')")).scalars().all()
-        for name in names:
-            conn.execute(sa.text(f'drop table if exists "{name}" cascade'))
-    engine.dispose()
+    drop_plugin_tables(url)
 
 
 def _truncate_all(app) -> None:

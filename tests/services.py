@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,75 +19,16 @@ import threading
 import time
 from pathlib import Path
 
-import redis
 import sqlalchemy as sa
+
+from benchmarks.processes import REDIS_SERVER, RedisProcess, free_port, stop_group
 
 from .conftest import ROOT
 
+__all__ = ["REDIS_SERVER", "SCRIPT", "PgGate", "RedisProcess", "WorkerProcess", "free_port",
+           "stop_group", "worker_env"]
+
 SCRIPT = str(Path(sys.executable).parent / "shipgear-exchange")
-REDIS_SERVER = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    """Signal a process started with ``start_new_session`` and everything it forked."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
-class RedisProcess:
-    """A redis-server that keeps nothing on disk, on a free port: the test kills it and
-    starts it again empty without touching the shared Redis."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen | None = None
-        self.restarts = 0
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisProcess:
-        log_path = self.workdir / f"redis-{self.restarts}.log"
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.workdir), "--loglevel", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"redis-server on port {self.port} did not start: "
-                                         f"{log_path.read_text()}") from None
-                time.sleep(0.05)
-        client.close()
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None:
-            stop_group(self.process)
-            self.process = None
-
-    def restart_empty(self) -> None:
-        self.kill()
-        self.restarts += 1
-        self.start()
-
-
 
 
 class PgGate:
