@@ -398,6 +398,29 @@ def test_the_shared_rate_limiter_spans_workers(engine_app):
     assert one.wait_for(99, "woocommerce-unknown", Api.WRITEBACK) == 0.0
 
 
+def test_callers_turned_away_are_told_to_come_back_one_at_a_time(engine_app):
+    """Five jobs find the bucket empty: each is told a different time, a token's worth
+    (1/rate) after the one before, instead of all the same time (when one would get the
+    token and four would be turned away again). Back at its time, a job finds a token."""
+    import time
+
+    from shipgear_exchange_plugin.connectors import Api
+
+    host = engine_app.extensions["exchange.host"]
+    limiter = RedisRateLimiter(host.redis(), {"amazon": {Api.ORDERS: (4.0, 2)}})
+    assert [limiter.wait_for(5, "amazon", Api.ORDERS) for _ in range(2)] == [0.0, 0.0]
+    waits = [limiter.wait_for(5, "amazon", Api.ORDERS) for _ in range(5)]
+    assert 0.2 < waits[0] <= 0.25
+    gaps = [later - earlier for earlier, later in zip(waits, waits[1:], strict=False)]
+    assert all(0.2 < gap <= 0.25 for gap in gaps), waits
+    time.sleep(waits[0])
+    assert limiter.wait_for(5, "amazon", Api.ORDERS) == 0.0  # its token is there
+    time.sleep(waits[-1] - waits[0] + 0.3)  # every promised time has passed
+    assert limiter.wait_for(5, "amazon", Api.ORDERS) == 0.0
+    assert limiter.wait_for(5, "amazon", Api.ORDERS) == 0.0  # the bucket refilled to 2
+    assert 0.2 < limiter.wait_for(5, "amazon", Api.ORDERS) <= 0.25  # no old promise left
+
+
 def test_a_jobs_store_calls_are_counted_for_connection_status(engine_app, sandbox):
     """The job counts its calls together when it ends: Connection Status sees each one."""
     from shipgear_exchange_plugin import callstats, runtime
