@@ -201,3 +201,20 @@ def sandbox():
     server = SandboxServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def store_host(make_app, sandbox):
+    """Build a host whose store accounts live on the test's sandbox: ``store_host(
+    companies=2, shipments=20)`` seeds that many companies, all with the plugin enabled
+    unless ``enabled`` says how many."""
+    from shipgear_exchange_plugin.devhost.seed import seed
+
+    def build(companies: int = 1, shipments: int = 0, enabled: int | None = None):
+        app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
+        with app.app_context():
+            seed(app, companies=companies, shipments=shipments,
+                 enabled=companies if enabled is None else enabled)
+        return app
+
+    return build

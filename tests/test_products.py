@@ -29,12 +29,9 @@ BASE = "/companies/1/ecommerce/products"
 
 
 @pytest.fixture
-def shop(make_app, sandbox):
+def shop(store_host):
     """Two companies with the plugin enabled, their 8 accounts pointing at the sandbox."""
-    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
-    with app.app_context():
-        seed(app, companies=2, shipments=0, enabled=2)
-    return app
+    return store_host(companies=2)
 
 
 def accounts(app, company_id: int = 1) -> dict[str, StoreAccount]:

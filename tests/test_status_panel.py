@@ -24,11 +24,8 @@ from .test_accounts_page import _signed_in
 
 
 @pytest.fixture
-def status_app(make_app, sandbox):
-    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
-    with app.app_context():
-        seed(app, companies=1, shipments=20, enabled=1)
-    return app
+def status_app(store_host):
+    return store_host(shipments=20)
 
 
 def faults(sandbox, platform, **values):

@@ -97,14 +97,8 @@ def test_the_sweeper_runs_before_a_write_back_backlog(seeded):
 
 
 @pytest.fixture
-def store_app(make_app, sandbox):
-    """A host whose store accounts live on the test's sandbox."""
-    from shipgear_exchange_plugin.devhost.seed import seed
-
-    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
-    with app.app_context():
-        seed(app, companies=1, shipments=0, enabled=1)
-    return app
+def store_app(store_host):
+    return store_host()
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "services"], indirect=True)

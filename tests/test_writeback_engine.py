@@ -42,11 +42,8 @@ class Clock:
 
 
 @pytest.fixture
-def engine_app(make_app, sandbox):
-    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
-    with app.app_context():
-        seed(app, companies=2, shipments=0, enabled=2)
-    return app
+def engine_app(store_host):
+    return store_host(companies=2)
 
 
 def faults(sandbox, **values) -> None:
