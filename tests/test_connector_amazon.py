@@ -35,6 +35,7 @@ from shipgear_exchange_plugin.connectors import (
 )
 from shipgear_exchange_plugin.connectors.amazon import (
     FULFILLMENT_FEED_COLUMNS,
+    MAX_REPORT,
     AmazonConnector,
     amazon_carrier,
 )
@@ -421,6 +422,39 @@ def test_a_feed_runs_to_done_and_maps_results_per_package(seller):
     lines = document["content"].decode().splitlines()
     assert lines[0].split("\t") == list(FULFILLMENT_FEED_COLUMNS) and len(lines) == 5
     assert document["contentType"] == "text/tab-separated-values; charset=UTF-8"
+
+
+def test_gzip_processing_reports_are_unpacked_and_a_broken_one_is_not_taken_for_results(
+        seller):
+    """Amazon often sends processing reports compressed (getFeedDocument's
+    ``compressionAlgorithm: GZIP``): each package gets its result as from a plain report.
+    A damaged download is retried; one that unpacks past the size cap is left to a person,
+    never read into memory."""
+    import gzip
+
+    seller.settings(strict_orders=True, feed_delay_s=0.3, gzip_reports=True)
+    seller.order(ORDER, ("5551", "SKU-1000", 2))
+    good, unknown = package(), package("301", "9400100000000000000003",
+                                       order_id="999-0000009-0000009")
+    amazon = seller.connector()
+    submitted = amazon.submit_feed([good, unknown])
+    assert wait_for_feed(amazon, submitted.data)[-1] == "DONE"
+    report = next(d for d in seller.account.documents.values() if d["kind"] == "result")
+    assert report["content"][:2] == b"\x1f\x8b"  # stored compressed, as Amazon does
+
+    results = amazon.feed_results(submitted.data, [good, unknown])
+    assert results.outcome is Outcome.OK, results.message
+    assert results.data["101"] == (True, "")
+    assert not results.data["301"][0] and "not found" in results.data["301"][1]
+
+    whole = report["content"]
+    report["content"] = whole[: len(whole) // 2]  # cut short in transfer
+    broken = amazon.feed_results(submitted.data, [good, unknown])
+    assert broken.outcome is Outcome.RETRYABLE and "could not be unpacked" in broken.message
+
+    report["content"] = gzip.compress(b"x" * (MAX_REPORT + 1))
+    huge = amazon.feed_results(submitted.data, [good, unknown])
+    assert huge.outcome is Outcome.NEEDS_FIXING and "larger than 16 MB" in huge.message
 
 
 def raw_feed(seller: Seller, content: bytes) -> str:

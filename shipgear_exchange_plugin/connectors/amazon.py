@@ -37,6 +37,7 @@ import hashlib
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -654,14 +655,18 @@ class AmazonConnector(HttpConnector):
         if not document.get("url"):
             reply.error = _garbled(reply, "getFeedDocument")
             return reply
-        if document.get("compressionAlgorithm"):
-            reply.error = Result(Outcome.NEEDS_FIXING, "Amazon sent a compressed processing "
-                                 "report, which this plugin cannot read yet; see Seller Central.")
+        algorithm = document.get("compressionAlgorithm")
+        if algorithm not in (None, "GZIP"):
+            reply.error = Result(Outcome.NEEDS_FIXING, f"Amazon sent a processing report "
+                                 f"compressed with {clip(str(algorithm), 40)}, which this "
+                                 "plugin cannot read; see the feed in Seller Central.")
             return reply
         download = self.http.request(Api.WRITEBACK, "GET", str(document["url"]), record=False,
                                      rate_limited=False)
-        if download.error is not None and download.status == 200 and download.text:
+        if download.error is not None and download.status == 200 and download.content:
             download.error = None  # a text report, not JSON: that is what we asked for
+        if download.error is None and algorithm == "GZIP":
+            _gunzip_report(download)
         self._record(Api.WRITEBACK, download)
         return download
 
@@ -698,6 +703,33 @@ class AmazonConnector(HttpConnector):
                     problems.setdefault(package.package_key, []).append(message)
         return {p.package_key: (False, clip("; ".join(problems[p.package_key])))
                 if p.package_key in problems else (True, "") for p in packages}
+
+
+#: The most a processing report may hold once decompressed (a few hundred bytes per
+#: failed record): more is not a report, and is not read into memory.
+MAX_REPORT = 16 * 1024 * 1024
+
+
+def _gunzip_report(download: Reply) -> None:
+    """Replace a GZIP processing report by its text, or set the reply's error."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        raw = inflater.decompress(download.content, MAX_REPORT)
+        complete = inflater.eof and not inflater.unconsumed_tail
+    except zlib.error:
+        raw, complete = b"", False
+    if not complete:
+        too_big = bool(inflater.unconsumed_tail)
+        download.error = Result(
+            Outcome.NEEDS_FIXING if too_big else Outcome.RETRYABLE,
+            f"Amazon's processing report is larger than {MAX_REPORT // 2**20} MB unpacked; "
+            "see the feed in Seller Central" if too_big else
+            "Amazon's GZIP processing report could not be unpacked (damaged or cut short)",
+            http_status=download.status, request_id=download.request_id,
+            latency_ms=download.latency_ms)
+        return
+    download.content = raw
+    download.text = raw.decode("utf-8", errors="replace")
 
 
 def _wait_for(limit: str | None) -> float | None:

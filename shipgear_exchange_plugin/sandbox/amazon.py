@@ -35,6 +35,7 @@ a 429 carries ``QuotaExceeded`` and no Retry-After, as Amazon's does.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import re
 import secrets
 import time
@@ -805,9 +806,13 @@ def cancel_feed(feed_id: str):
 def get_feed_document(document_id: str):
     account = current_account()
     with account.lock:
-        if account.documents.get(document_id) is None:
+        document = account.documents.get(document_id)
+        if document is None:
             return _not_found(f"Feed document {document_id} was not found.")
-    return jsonify(feedDocumentId=document_id, url=_document_url(account, document_id))
+    answer = {"feedDocumentId": document_id, "url": _document_url(account, document_id)}
+    if document.get("compressionAlgorithm"):
+        answer["compressionAlgorithm"] = document["compressionAlgorithm"]
+    return jsonify(answer)
 
 
 # -- feed processing -------------------------------------------------------------------
@@ -830,7 +835,11 @@ def _process(account: Account, feed: dict) -> None:
               "\t".join(REPORT_HEADER)]
     report += ["\t".join(str(cell) for cell in error) for error in errors]
     document_id = _new_document(account, kind="result", contentType="text/plain; charset=UTF-8")
-    account.documents[document_id]["content"] = ("\n".join(report) + "\n").encode("utf-8")
+    content = ("\n".join(report) + "\n").encode("utf-8")
+    if account.settings.gzip_reports:
+        content = gzip.compress(content)
+        account.documents[document_id]["compressionAlgorithm"] = "GZIP"
+    account.documents[document_id]["content"] = content
     feed.update(processingStatus=status, resultFeedDocumentId=document_id,
                 processingStartTime=feed.get("processingStartTime") or iso(feed["created_at"]),
                 processingEndTime=iso(feed["created_at"] + feed["delay"]))

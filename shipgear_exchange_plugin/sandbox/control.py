@@ -8,7 +8,8 @@
   ``outage`` null/"down"/"hang", ``hang_seconds``,
   ``throttle``, ``auth_refused``, ``verify_lag_s``); ``DELETE`` clears them.
 - ``PUT  /_sandbox/{platform}/{key}/settings``: ``strict_orders``, ``feed_delay_s``,
-  ``limits`` (e.g. ``{"confirmShipment": {"rate": 2, "burst": 10}}``).
+  ``gzip_reports`` (Amazon), ``limits`` (e.g. ``{"confirmShipment": {"rate": 2,
+  "burst": 10}}``).
 - ``POST /_sandbox/{platform}/{key}/orders``: create orders
   ``{"orders": [{"order_id", "items": [{"order_item_id", "sku", "quantity"}]}]}`` or seed
   ``{"count": N}``; answers the orders created.

@@ -55,6 +55,9 @@ class Faults:
 class Settings:
     strict_orders: bool = False
     feed_delay_s: float = 2.0  # IN_QUEUE -> IN_PROGRESS -> DONE, each taking about half
+    #: Amazon: processing reports stored gzip-compressed (getFeedDocument then says
+    #: ``compressionAlgorithm: GZIP``), as Amazon often sends them.
+    gzip_reports: bool = False
     #: Overrides of the stores' rate limits by limiter name, e.g.
     #: {"confirmShipment": {"rate": 2, "burst": 10}}; each platform module names its own.
     limits: dict[str, dict[str, float]] = field(default_factory=dict)
