@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,13 @@ class Step:
 
 
 ConnectorFactory = Callable[[Writeback], Connector]
+
+#: Claims this process could not end because the database went away during the job:
+#: (row id, worker id). Its next job that reaches the database releases them as the
+#: sweeper would, instead of leaving the rows to wait out SHIPGEAR_CLAIM_STALE_AFTER.
+#: Only this process knows that those jobs are over; if it dies, the sweeper still does.
+_ORPHANED: set[tuple[int, str]] = set()
+_ORPHANED_LOCK = threading.Lock()
 
 
 class WritebackService:
@@ -262,6 +270,11 @@ class WritebackService:
     # -- sending ---------------------------------------------------------------------------
     def send(self, writeback_id: int) -> Step:
         """One write-back attempt for a pending row."""
+        with self._database_lost_leaves_an_orphan(writeback_id):
+            return self._send(writeback_id)
+
+    def _send(self, writeback_id: int) -> Step:
+        self.release_orphaned_claims()
         row = self._claim(writeback_id, WritebackStatus.PENDING, reserve_attempt=True)
         if isinstance(row, Step):
             return row
@@ -386,6 +399,11 @@ class WritebackService:
     # -- verifying -------------------------------------------------------------------------
     def verify(self, writeback_id: int) -> Step:
         """One verification check of a submitted row (B1)."""
+        with self._database_lost_leaves_an_orphan(writeback_id):
+            return self._verify(writeback_id)
+
+    def _verify(self, writeback_id: int) -> Step:
+        self.release_orphaned_claims()
         row = self._claim(writeback_id, WritebackStatus.SUBMITTED, reserve_attempt=False)
         if isinstance(row, Step):
             return row
@@ -437,22 +455,66 @@ class WritebackService:
             sa.select(Writeback).where(Writeback.claimed_at < stale)
             .with_for_update(skip_locked=True).limit(500)).scalars().all()
         for row in rows:
-            row.claimed_by = row.claimed_at = None
-            if row.status != WritebackStatus.PENDING:
-                continue
-            recorded = self.session.execute(sa.select(Attempt.id).where(
-                Attempt.writeback_id == row.id, Attempt.number == row.attempt_count)).scalar()
-            if recorded is None and row.attempt_count > 0:
-                self.session.add(Attempt(
-                    company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
-                    started_at=row.last_attempt_at or now, outcome="interrupted",
-                    message="The worker stopped during this attempt; the next attempt asks "
-                            "the store first"))
-                row.last_attempt_at = now
-                self._fail_attempt(row, Result(Outcome.RETRYABLE, "The worker stopped during "
-                                               "the attempt", maybe_applied=True), now)
+            self._release(row, now, "The worker stopped during this attempt")
         self.session.commit()
         return len(rows)
+
+    def release_orphaned_claims(self) -> int:
+        """Claims of this process's earlier jobs that the database's loss kept them from
+        ending (see ``_ORPHANED``), released like stale ones. Fenced by the worker id, so
+        a row someone else took since is left alone. Raises while the database is still
+        unreachable, which fails the job as a database error, as it would anyway."""
+        with _ORPHANED_LOCK:
+            pending = list(_ORPHANED)
+        if not pending:
+            return 0
+        now = self.now()
+        released = 0
+        for writeback_id, worker_id in pending:
+            row = self.session.execute(sa.select(Writeback).where(
+                Writeback.id == writeback_id, Writeback.claimed_by == worker_id)
+                .with_for_update()).scalar_one_or_none()
+            if row is not None:
+                self._release(row, now, "The database was lost during this attempt")
+                released += 1
+        self.session.commit()
+        with _ORPHANED_LOCK:
+            _ORPHANED.difference_update(pending)
+        if released:
+            log.info("released %d write-backs whose job lost the database", released)
+        return released
+
+    def _release(self, row: Writeback, now: dt.datetime, why: str) -> None:
+        """End a claim whose job is gone. A send attempt without a recorded outcome counts
+        as failed and may have reached the store, so the next attempt asks first; a
+        verification is simply redone."""
+        row.claimed_by = row.claimed_at = None
+        if row.status != WritebackStatus.PENDING:
+            return
+        recorded = self.session.execute(sa.select(Attempt.id).where(
+            Attempt.writeback_id == row.id, Attempt.number == row.attempt_count)).scalar()
+        if recorded is None and row.attempt_count > 0:
+            message = f"{why}; the next attempt asks the store first"
+            self.session.add(Attempt(
+                company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
+                started_at=row.last_attempt_at or now, outcome="interrupted", message=message))
+            row.last_attempt_at = now
+            self._fail_attempt(row, Result(Outcome.RETRYABLE, message, maybe_applied=True), now)
+
+    @contextlib.contextmanager
+    def _database_lost_leaves_an_orphan(self, writeback_id: int):
+        """A database error anywhere in a job may leave the row claimed (the claim's
+        commit may have landed unseen, the record never did): note it for this process's
+        next job to release."""
+        try:
+            yield
+        except sa.exc.SQLAlchemyError:
+            self._held = None
+            with _ORPHANED_LOCK:
+                _ORPHANED.add((writeback_id, self.worker_id))
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self.session.rollback()
+            raise
 
     def due(self, company_ids: list[int],
             limit: int = 1000) -> list[tuple[int, str, int, dt.datetime | None]]:

@@ -414,6 +414,59 @@ def test_a_worker_waits_for_a_lost_database_then_finishes_every_write_back(
 
 
 @SERVICES
+def test_a_row_whose_job_lost_the_database_goes_on_once_it_is_back_not_minutes_later(
+        make_app, gate, sandbox):
+    """The database goes away while the store is taking the shipment: the job cannot
+    record it and fails, leaving its claim on the row. Once the database is back, the
+    next job of the same worker process releases that claim at once, as the sweeper
+    would after SHIPGEAR_CLAIM_STALE_AFTER (5 minutes): the attempt counts as
+    interrupted, and the next one asks the store first, finds the shipment, and sends
+    nothing again."""
+    import threading
+
+    from shipgear_exchange_plugin import runtime
+
+    app = make_app(WTF_CSRF_ENABLED=False, DATABASE_URL=gate.url,
+                   SHIPGEAR_SANDBOX_URL=sandbox.url, SHIPGEAR_RETRY_SCHEDULE="0.2,1,1,1")
+    with app.app_context():
+        seed(app, companies=1, shipments=0, enabled=1)
+    wid = ship(app, "820001", "1ZDBLOST0001")
+    other = ship(app, "820002", "1ZDBLOST0002")
+    sandbox_faults(sandbox, write_latency_ms=1500)  # the POST lands after 1.5 s
+    host = app.extensions["exchange.host"]
+    cut = threading.Timer(0.7, gate.close)
+    cut.start()
+    with app.app_context():
+        with pytest.raises(sa.exc.SQLAlchemyError):
+            runtime.writeback_service(host).send(wid)
+        db.session.remove()
+    cut.join()
+    assert len(store_posts(sandbox)) == 1  # it reached the store; nothing says so yet
+
+    gate.open()
+    sandbox_faults(sandbox, write_latency_ms=0)
+    with app.app_context():
+        db.engine.dispose()  # the pooled connections died with the gate
+        row = db.session.get(Writeback, wid)
+        assert row.claimed_by is not None and row.status == "pending"
+        db.session.remove()
+        # Any next job of this process, here another row's, ends the orphaned claim.
+        assert runtime.writeback_service(host).send(other).status == "success"
+        row = db.session.get(Writeback, wid)
+        assert row.claimed_by is None and row.needs_check and row.error_count == 1
+        assert "database was lost" in row.last_error
+        db.session.remove()
+        time.sleep(0.3)  # the first retry delay; the stale time (300 s) plays no part
+        assert runtime.writeback_service(host).send(wid).status == "success"
+        outcomes = db.session.execute(sa.select(Attempt.number, Attempt.outcome).where(
+            Attempt.writeback_id == wid).order_by(Attempt.number)).all()
+        db.session.remove()
+    assert [tuple(o) for o in outcomes] == [(1, "interrupted"), (2, "verified")]
+    assert len(store_posts(sandbox)) == 2  # one per row: nothing sent twice
+    assert sandbox.store.account("bigcommerce", "c1").duplicates() == {}
+
+
+@SERVICES
 def test_sigterm_stops_a_worker_that_waits_for_the_database(
         make_app, gate, private_redis, sandbox, tmp_path):
     """A deploy during the outage: the waiting worker stops at once and cleanly; the row
