@@ -124,17 +124,19 @@ def get_json(client, url: str, params: dict) -> Callable[[], object]:
     return call
 
 
-def page_sql(app: Flask, case: Case) -> tuple[str, dict]:
-    """The SQL the grid runs for ``case`` (orders.page's query), for the driver."""
+def page_sqls(app: Flask, case: Case) -> list[tuple[str, dict]]:
+    """The SQL orders.page may run for ``case``, for the driver: the query of the
+    cursor's segment of the grid's order, then (when that runs out) of the next one."""
     with app.app_context():
-        query = orders.filtered(COMPANY, case.flt)
+        queries = orders.segments(COMPANY, case.flt)
         if case.after is not None:
-            query = query.where(orders._after(case.flt, case.after, False))
-        return compile_for_driver(db.session, query.limit(LIMIT + 1))
+            queries = queries[orders._segment_of(case.flt, case.after):]
+            queries[0] = queries[0].where(orders._after(case.flt, case.after))
+        return [compile_for_driver(db.session, query.limit(LIMIT + 1)) for query in queries]
 
 
 def sql_median(app: Flask, case: Case, runs: int) -> float:
-    statement, params = page_sql(app, case)
+    statement, params = page_sqls(app, case)[0]  # the one that fills the page here
     with app.app_context():
         raw = db.engine.raw_connection()
         try:
@@ -151,8 +153,8 @@ def sql_median(app: Flask, case: Case, runs: int) -> float:
     return statistics.median(times)
 
 
-def plan(app: Flask, case: Case, analyze: bool = False) -> dict:
-    statement, params = page_sql(app, case)
+def plan(app: Flask, case: Case, analyze: bool = False, segment: int = 0) -> dict:
+    statement, params = page_sqls(app, case)[segment]
     options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
     with app.app_context():
         raw = db.engine.raw_connection()
@@ -176,8 +178,13 @@ def sort_nodes(node: dict) -> list[dict]:
 def deep_cursor(app: Flask, case: Case) -> tuple[list, str]:
     """The cursor values of the row at position DEPTH + 1 (OFFSET, once, to build it)."""
     with app.app_context():
-        row = db.session.execute(orders.filtered(COMPANY, case.flt).offset(DEPTH).limit(1)
-                                 ).scalar_one_or_none()
+        row, skip = None, DEPTH
+        for query in orders.segments(COMPANY, case.flt):
+            row = db.session.execute(query.offset(skip).limit(1)).scalar_one_or_none()
+            if row is not None:
+                break
+            skip -= db.session.execute(sa.select(sa.func.count()).select_from(
+                query.subquery())).scalar_one()
         if row is None:
             raise SystemExit(f"{case.name}: fewer than {DEPTH + 1} rows match {case.params}")
         token = orders.CursorCodec(SECRET_KEY).encode(case.flt, row)
@@ -262,8 +269,8 @@ def main() -> int:
         deep = Case(sort, {**first.params, "after": token}, flt, values)
         deep_cases.append((first, deep))
     with big.app_context():
-        deep_total = db.session.execute(sa.select(sa.func.count()).select_from(
-            orders.filtered(COMPANY, deep_cases[0][0].flt).subquery())).scalar_one()
+        deep_total = orders.count_bounded(db.session, COMPANY, deep_cases[0][0].flt,
+                                          bound=10**9)
     print(f"\n(c) filter {DEEP_FILTER}: {deep_total:,} rows; the deep page starts after "
           f"row {DEPTH:,}")
     for first, deep in deep_cases:
@@ -294,16 +301,18 @@ def main() -> int:
     sorted_plans = []
     for case in [*cases, *(c for pair in deep_cases for c in pair)]:
         label = f"{case.name}{' deep' if case.after is not None else ''} {case.params['status']}"
-        top = plan(big, case)["Plan"]
-        nodes = sort_nodes(top)
-        if nodes:
-            sorted_plans.append(label)
-            print(f"  SORT  {label}: Sort over ~{nodes[0].get('Plan Rows', '?')} rows "
-                  f"(key {nodes[0].get('Sort Key')})")
-            analysed = plan(big, case, analyze=True)
-            print("        EXPLAIN ANALYZE: " + json.dumps(analysed["Plan"])[:1500])
-        else:
-            print(f"  ok    {label}: {_plan_shape(top)}")
+        for segment in range(len(page_sqls(big, case))):
+            part = f"{label}{f' (segment {segment + 1})' if segment else ''}"
+            top = plan(big, case, segment=segment)["Plan"]
+            nodes = sort_nodes(top)
+            if nodes:
+                sorted_plans.append(part)
+                print(f"  SORT  {part}: Sort over ~{nodes[0].get('Plan Rows', '?')} rows "
+                      f"(key {nodes[0].get('Sort Key')})")
+                analysed = plan(big, case, analyze=True, segment=segment)
+                print("        EXPLAIN ANALYZE: " + json.dumps(analysed["Plan"])[:1500])
+            else:
+                print(f"  ok    {part}: {_plan_shape(top)}")
     if sorted_plans:
         print(f"\n!!! EXPLAIN shows a Sort for {len(sorted_plans)} case(s): "
               + ", ".join(sorted_plans))

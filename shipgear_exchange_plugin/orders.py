@@ -4,13 +4,13 @@ Always scoped by ``company_id``: no function here can return another company's r
 
 Every grid column sorts, both ways, with a stable tie-break, and pages by keyset: the
 cursor carries the last row's sort values, so page 10,000 costs what page 1 does, and an
-index ``(company_id, <sort columns>, id)`` stands behind each sort (migration 0004).
+index ``(company_id, <sort columns>, id)`` stands behind each sort (migration 0004). The
+one column with blanks (last attempt) lists them last either way (see :func:`segments`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ SORTS: dict[str, tuple[sa.Column, ...]] = {
     "last_attempt": (Writeback.last_attempt_at,),
 }
 DEFAULT_SORT = "-ship_date"
-#: The one nullable sort column: never-attempted rows.
+#: The one nullable sort column: never-attempted rows, listed last both ways.
 NULLABLE = {"last_attempt"}
 
 
@@ -116,53 +116,45 @@ def _where(company_id: int, flt: OrderFilter) -> list:
     return conditions
 
 
-def _nulls_first_ascending(session: Session) -> bool:
-    """Where the index puts NULLs when read ascending: SQLite first, PostgreSQL last."""
-    return session.get_bind().dialect.name == "sqlite"
-
-
 def _ordering(flt: OrderFilter):
     columns = (*SORTS[flt.sort_key], Writeback.id)
     return [c.desc() if flt.descending else c.asc() for c in columns]
 
 
-def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
-    """The grid's query: the company's write-backs matching ``flt``, in the grid's order.
-    Dates are calendar days in the company's time zone; stored times are UTC."""
-    return sa.select(Writeback).where(*_where(company_id, flt)).order_by(*_ordering(flt))
+def segments(company_id: int, flt: OrderFilter) -> list[sa.Select]:
+    """The grid's query: the company's write-backs matching ``flt``, in the grid's order,
+    as the index scans that give that order one after the other. Dates are calendar days
+    in the company's time zone; stored times are UTC.
+
+    One scan for every sort but the nullable one, which is two: the attempted rows, then
+    the never-attempted ones. Blanks go last whichever way the column is sorted, as in a
+    spreadsheet, and on SQLite as on PostgreSQL. One ``ORDER BY ... NULLS LAST`` would say
+    the same, but read backwards PostgreSQL's index has the NULLs first, so descending it
+    would sort the whole table."""
+    query = sa.select(Writeback).where(*_where(company_id, flt)).order_by(*_ordering(flt))
+    if flt.sort_key not in NULLABLE:
+        return [query]
+    column = SORTS[flt.sort_key][0]
+    return [query.where(column.is_not(None)), query.where(column.is_(None))]
 
 
-def _after(flt: OrderFilter, values: list, nulls_first_asc: bool):
-    """Rows strictly after the cursor's row in the grid's order, as ONE row-value
+def _after(flt: OrderFilter, values: list):
+    """Rows strictly after the cursor's row within its segment, as ONE row-value
     comparison ``(sort columns..., id) > (cursor values...)`` (``<`` descending): both
     PostgreSQL and SQLite start the index scan at the cursor with it, where the same test
-    spelled out with OR only filters a scan that starts at the company's first row.
-
-    The nullable sort is two index segments (never attempted rows, then the others, or
-    the other way round): this is the condition within the cursor's segment only;
-    :func:`page` continues into the next segment when the current one runs out."""
+    spelled out with OR only filters a scan that starts at the company's first row. In
+    the never-attempted segment every sort value is NULL, and the id alone orders it."""
     columns = (*SORTS[flt.sort_key], Writeback.id)
-    if flt.sort_key in NULLABLE and values[0] is None:
+    if _segment_of(flt, values) == 1:
         columns, values = (Writeback.id,), values[1:]
     left = sa.tuple_(*columns)
     right = sa.tuple_(*(sa.literal(v, c.type) for c, v in zip(columns, values, strict=True)))
-    clause = left < right if flt.descending else left > right
-    if flt.sort_key in NULLABLE:
-        column = SORTS[flt.sort_key][0]
-        segment = column.is_(None) if len(columns) == 1 else column.is_not(None)
-        return sa.and_(segment, clause)
-    return clause
+    return left < right if flt.descending else left > right
 
 
-def _next_segment(flt: OrderFilter, values: list, nulls_first_asc: bool):
-    """For the nullable sort: the segment after the cursor's one (from its start), or
-    None when the cursor's segment is the last."""
-    column = SORTS[flt.sort_key][0]
-    nulls_come_first = nulls_first_asc != flt.descending
-    in_nulls = values[0] is None
-    if in_nulls == nulls_come_first:
-        return column.is_not(None) if in_nulls else column.is_(None)
-    return None
+def _segment_of(flt: OrderFilter, values: list) -> int:
+    """Which of :func:`segments` a cursor's row is in."""
+    return 1 if flt.sort_key in NULLABLE and values[0] is None else 0
 
 
 def _cursor_values(flt: OrderFilter, row: Writeback) -> list:
@@ -239,18 +231,15 @@ def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_
          after: list | None = None) -> tuple[list[Writeback], bool]:
     """One page of rows after the cursor values (or the first page); and whether more
     rows follow."""
-    query = filtered(company_id, flt)
-    if after is None:
-        rows = session.execute(query.limit(limit + 1)).scalars().all()
-        return list(rows[:limit]), len(rows) > limit
-    nulls_first_asc = _nulls_first_ascending(session)
-    rows = list(session.execute(query.where(_after(flt, after, nulls_first_asc))
-                                .limit(limit + 1)).scalars())
-    if len(rows) <= limit and flt.sort_key in NULLABLE:
-        segment = _next_segment(flt, after, nulls_first_asc)
-        if segment is not None:
-            rows += session.execute(query.where(segment).limit(limit + 1 - len(rows))
-                                    ).scalars().all()
+    queries = segments(company_id, flt)
+    if after is not None:
+        queries = queries[_segment_of(flt, after):]
+        queries[0] = queries[0].where(_after(flt, after))
+    rows: list[Writeback] = []
+    for query in queries:  # the next segment only when this one ran out
+        rows += session.execute(query.limit(limit + 1 - len(rows))).scalars().all()
+        if len(rows) > limit:
+            break
     return rows[:limit], len(rows) > limit
 
 
@@ -259,15 +248,6 @@ def count_bounded(session: Session, company_id: int, flt: OrderFilter,
     """Matching rows, exact up to ``bound``; ``bound`` itself means "bound or more"."""
     limited = sa.select(Writeback.id).where(*_where(company_id, flt)).limit(bound).subquery()
     return session.execute(sa.select(sa.func.count()).select_from(limited)).scalar_one()
-
-
-def iterate_all(session: Session, company_id: int, flt: OrderFilter,
-                chunk: int = 1000) -> Iterator[Writeback]:
-    """Every matching row in grid order, fetched in chunks (constant memory)."""
-    result = session.execute(
-        filtered(company_id, flt).execution_options(yield_per=chunk)
-    ).scalars()
-    yield from result
 
 
 def get(session: Session, company_id: int, writeback_id: int) -> Writeback | None:
