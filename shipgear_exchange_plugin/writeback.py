@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,10 +112,12 @@ class Step:
 ConnectorFactory = Callable[[Writeback], Connector]
 
 #: Claims this process could not end because the database went away during the job:
-#: (row id, worker id). Its next job that reaches the database releases them as the
-#: sweeper would, instead of leaving the rows to wait out SHIPGEAR_CLAIM_STALE_AFTER.
-#: Only this process knows that those jobs are over; if it dies, the sweeper still does.
-_ORPHANED: set[tuple[int, str]] = set()
+#: (row id, worker id) -> when noted (monotonic). Its next job that reaches the database
+#: releases them as the sweeper would, instead of leaving the rows to wait out
+#: SHIPGEAR_CLAIM_STALE_AFTER. Only this process knows that those jobs are over; if it
+#: dies, or the row stays locked (a connection the server has not noticed is gone), the
+#: sweeper still does, and the note is dropped once the claim would be stale anyway.
+_ORPHANED: dict[tuple[int, str], float] = {}
 _ORPHANED_LOCK = threading.Lock()
 
 
@@ -465,21 +468,38 @@ class WritebackService:
         a row someone else took since is left alone. Raises while the database is still
         unreachable, which fails the job as a database error, as it would anyway."""
         with _ORPHANED_LOCK:
-            pending = list(_ORPHANED)
+            pending = sorted(_ORPHANED.items())  # one order for every thread
         if not pending:
             return 0
         now = self.now()
-        released = 0
-        for writeback_id, worker_id in pending:
-            row = self.session.execute(sa.select(Writeback).where(
-                Writeback.id == writeback_id, Writeback.claimed_by == worker_id)
-                .with_for_update()).scalar_one_or_none()
+        done, released = [], 0
+        for (writeback_id, worker_id), noted in pending:
+            if time.monotonic() - noted > self.policy.claim_stale_after:
+                done.append((writeback_id, worker_id))  # the sweeper's by now
+                continue
+            # The claim is cleared by one guarded UPDATE, so of two threads releasing the
+            # same note only one goes on; a row still locked (its transaction not yet
+            # seen to end) is skipped and tried again by the next job.
+            mine = (sa.select(Writeback.id).where(Writeback.id == writeback_id,
+                                                  Writeback.claimed_by == worker_id)
+                    .with_for_update(skip_locked=True).scalar_subquery())
+            row = self.session.execute(
+                sa.update(Writeback).where(Writeback.id == mine, Writeback.claimed_by == worker_id)
+                .values(claimed_by=None, claimed_at=None).returning(Writeback)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            ).scalar()
             if row is not None:
                 self._release(row, now, "The database was lost during this attempt")
+                done.append((writeback_id, worker_id))
                 released += 1
+            elif self.session.execute(sa.select(Writeback.id).where(
+                    Writeback.id == writeback_id, Writeback.claimed_by == worker_id)
+                    ).scalar() is None:
+                done.append((writeback_id, worker_id))  # no longer that job's claim
         self.session.commit()
         with _ORPHANED_LOCK:
-            _ORPHANED.difference_update(pending)
+            for key in done:
+                _ORPHANED.pop(key, None)
         if released:
             log.info("released %d write-backs whose job lost the database", released)
         return released
@@ -511,7 +531,7 @@ class WritebackService:
         except sa.exc.SQLAlchemyError:
             self._held = None
             with _ORPHANED_LOCK:
-                _ORPHANED.add((writeback_id, self.worker_id))
+                _ORPHANED.setdefault((writeback_id, self.worker_id), time.monotonic())
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self.session.rollback()
             raise

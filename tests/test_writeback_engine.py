@@ -560,3 +560,34 @@ def test_a_sweeper_killed_holding_its_lock_holds_the_others_off_for_a_few_interv
         threading.Event().wait(sweep_lock_seconds(1) + 0.5)
         assert "skipped" not in sweep()
     assert sweep_lock_seconds(30) <= 90
+
+
+def test_a_claim_whose_job_lost_the_database_is_released_once_by_the_next_job(engine_app):
+    """The job's note (row, worker) is released by the next job of the process: the
+    attempt counts as interrupted and the next one asks the store first. A note whose
+    claim is no longer that job's (another worker holds the row now) changes nothing, and
+    a note older than the stale time is left to the sweeper."""
+    import time
+
+    from shipgear_exchange_plugin import writeback as engine
+
+    clock = Clock()
+    (first,), (second,) = ship(engine_app), ship(engine_app, order_id="5002")
+    with engine_app.app_context():
+        for wid, worker in ((first, "w-lost"), (second, "w-alive")):
+            row = db.session.get(Writeback, wid)
+            row.claimed_by, row.claimed_at, row.attempt_count = worker, clock(), 1
+        db.session.commit()
+        engine._ORPHANED.clear()
+        engine._ORPHANED[(first, "w-lost")] = time.monotonic()
+        engine._ORPHANED[(second, "w-gone")] = time.monotonic()  # "w-alive" holds it now
+        engine._ORPHANED[(999, "w-old")] = time.monotonic() - FAST.claim_stale_after - 1
+        assert service(engine_app, clock).release_orphaned_claims() == 1
+        assert engine._ORPHANED == {}
+        assert service(engine_app, clock).release_orphaned_claims() == 0
+        lost, alive = db.session.get(Writeback, first), db.session.get(Writeback, second)
+        assert lost.claimed_by is None and lost.needs_check and lost.error_count == 1
+        assert alive.claimed_by == "w-alive" and alive.error_count == 0
+        db.session.remove()
+    assert [(a.number, a.outcome) for a in attempts(engine_app, first)] == [(1, "interrupted")]
+    assert attempts(engine_app, second) == []
