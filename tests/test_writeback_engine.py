@@ -418,6 +418,25 @@ def test_callers_turned_away_are_told_to_come_back_one_at_a_time(engine_app):
     assert 0.2 < limiter.wait_for(5, "amazon", Api.ORDERS) <= 0.25  # no old promise left
 
 
+def test_promised_times_nobody_came_back_for_are_given_back(engine_app):
+    """Five jobs are told to come back over the next 1.25 s, and none does (their rows
+    went into an Amazon feed instead): the tokens that pile up meanwhile pull the promised
+    times back, so the next job turned away waits less than behind all five."""
+    import time
+
+    from shipgear_exchange_plugin.connectors import Api
+
+    host = engine_app.extensions["exchange.host"]
+    limiter = RedisRateLimiter(host.redis(), {"amazon": {Api.ORDERS: (4.0, 2)}})
+    assert [limiter.wait_for(6, "amazon", Api.ORDERS) for _ in range(2)] == [0.0, 0.0]
+    promised = [limiter.wait_for(6, "amazon", Api.ORDERS) for _ in range(5)]
+    assert 1.2 < promised[-1] <= 1.25
+    time.sleep(0.5)  # two tokens unclaimed: the bucket is full again
+    assert [limiter.wait_for(6, "amazon", Api.ORDERS) for _ in range(2)] == [0.0, 0.0]
+    wait = limiter.wait_for(6, "amazon", Api.ORDERS)
+    assert 0.2 < wait < 0.85  # behind all five promises it would be about 1.0 s
+
+
 def test_a_jobs_store_calls_are_counted_for_connection_status(engine_app, sandbox):
     """The job counts its calls together when it ends: Connection Status sees each one."""
     from shipgear_exchange_plugin import callstats, runtime
