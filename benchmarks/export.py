@@ -119,8 +119,8 @@ def main() -> int:
           f"{SMALL_COMPANY} {small_rows:,}. {args.runs} runs each, medians.")
 
     flt = default_filter(app, BIG_COMPANY)
-    (plain,) = export.csv_queries(BIG_COMPANY, flt)  # the default sort: one segment
-    (formatted,) = export.copy_queries(BIG_COMPANY, flt)
+    plain = export.csv_query(BIG_COMPANY, flt)
+    formatted = export.copy_query(BIG_COMPANY, flt)
     client = login(app)
     through_app(client, BIG_COMPANY)  # warm up: the rows in PostgreSQL's cache
     app_runs, plain_runs, formatted_runs = [], [], []

@@ -1,7 +1,7 @@
 """The orders grid's exports: every matching row as CSV, and the failed Amazon rows as
 Amazon's shipping-confirmation flat file (PRODUCT.md S7 and B9).
 
-Both take the grid's own queries (:func:`orders.segments`: same filters, same order, same
+Both take the grid's own query (:func:`orders.filtered`: same filters, same order, same
 company scope), so a file always lists what the grid lists, in the order it lists it, and
 never another company's row. Both stream: memory stays flat whatever the row count.
 
@@ -87,11 +87,9 @@ def _with_account(query: sa.Select, columns: Sequence[sa.ColumnElement]) -> sa.S
             .join(StoreAccount, StoreAccount.id == Writeback.account_id))
 
 
-def csv_queries(company_id: int, flt: orders.OrderFilter) -> list[sa.Select]:
-    """The export's rows, plain values, in the grid's order (the csv-module path): one
-    query per segment of :func:`orders.segments`, to be read one after the other."""
-    return [_with_account(query, _plain_columns())
-            for query in orders.segments(company_id, flt)]
+def csv_query(company_id: int, flt: orders.OrderFilter) -> sa.Select:
+    """The export's rows, plain values, in the grid's order (the csv-module path)."""
+    return _with_account(orders.filtered(company_id, flt), _plain_columns())
 
 
 def _sql_text_cell(value: sa.ColumnElement) -> sa.ColumnElement:
@@ -114,10 +112,9 @@ def _sql_time_cell(value: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.to_char(sa.func.timezone("UTC", value), TIME_FORMAT_SQL)
 
 
-def copy_queries(company_id: int, flt: orders.OrderFilter) -> list[sa.Select]:
+def copy_query(company_id: int, flt: orders.OrderFilter) -> sa.Select:
     """The export's rows with every cell formatted by PostgreSQL (the COPY path): the
-    same text, cell for cell, as :func:`csv_cell` makes of the plain values. One query
-    per segment of the grid's order, as :func:`csv_queries`."""
+    same text, cell for cell, as :func:`csv_cell` makes of the plain values."""
     cells = []
     for column in _plain_columns():
         inner = column.element
@@ -128,7 +125,7 @@ def copy_queries(company_id: int, flt: orders.OrderFilter) -> list[sa.Select]:
         else:
             cell = _sql_text_cell(inner)
         cells.append(cell.label(column.name))
-    return [_with_account(query, cells) for query in orders.segments(company_id, flt)]
+    return _with_account(orders.filtered(company_id, flt), cells)
 
 
 def compile_for_driver(session: Session, query: sa.Select) -> tuple[str, dict[str, Any]]:
@@ -150,19 +147,15 @@ def compile_for_driver(session: Session, query: sa.Select) -> tuple[str, dict[st
     return str(compiled), params
 
 
-def copy_statements(session: Session, company_id: int, flt: orders.OrderFilter) -> list:
-    """``COPY (<the export's SELECT>) TO STDOUT WITH (FORMAT csv, HEADER)`` per segment
-    of the grid's order (the header row with the first only), each as a psycopg
+def copy_statement(session: Session, company_id: int, flt: orders.OrderFilter):
+    """``COPY (<the export's SELECT>) TO STDOUT WITH (FORMAT csv, HEADER)`` as a psycopg
     ``sql.Composed`` and its parameters (see :func:`compile_for_driver`)."""
     from psycopg import sql
 
-    statements = []
-    for number, query in enumerate(copy_queries(company_id, flt)):
-        select_sql, params = compile_for_driver(session, query)
-        options = "FORMAT csv, HEADER" if number == 0 else "FORMAT csv"
-        statements.append((sql.SQL("COPY ({}) TO STDOUT WITH ({})").format(
-            sql.SQL(select_sql), sql.SQL(options)), params))
-    return statements
+    select_sql, params = compile_for_driver(session, copy_query(company_id, flt))
+    statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(
+        sql.SQL(select_sql))
+    return statement, params
 
 
 def csv_chunks(session: Session, company_id: int, flt: orders.OrderFilter,
@@ -176,21 +169,19 @@ def csv_chunks(session: Session, company_id: int, flt: orders.OrderFilter,
 
 def _copy_chunks(session: Session, company_id: int, flt: orders.OrderFilter,
                  chunk_bytes: int) -> Iterator[bytes]:
-    statements = copy_statements(session, company_id, flt)
+    statement, params = copy_statement(session, company_id, flt)
     raw = session.connection().connection.driver_connection
     encoding = (raw.info.encoding or "utf-8").lower().replace("_", "-")
     transcode = encoding not in ("utf-8", "utf8")
-    buffer = bytearray()
-    with raw.cursor() as cursor:
-        for statement, params in statements:
-            with cursor.copy(statement, params) as copy:
-                for data in copy:  # one row per block: COPY sends whole rows
-                    buffer += data
-                    if len(buffer) >= chunk_bytes:
-                        yield _utf8(buffer, encoding) if transcode else bytes(buffer)
-                        buffer.clear()
-    if buffer:
-        yield _utf8(buffer, encoding) if transcode else bytes(buffer)
+    with raw.cursor() as cursor, cursor.copy(statement, params) as copy:
+        buffer = bytearray()
+        for data in copy:  # one row per block: COPY sends whole rows
+            buffer += data
+            if len(buffer) >= chunk_bytes:
+                yield _utf8(buffer, encoding) if transcode else bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield _utf8(buffer, encoding) if transcode else bytes(buffer)
 
 
 def _utf8(data: bytes | bytearray, encoding: str) -> bytes:
@@ -198,7 +189,7 @@ def _utf8(data: bytes | bytearray, encoding: str) -> bytes:
 
 
 def csv_cell(value: Any) -> str:
-    """One cell as the COPY path writes it (see :func:`copy_queries`)."""
+    """One cell as the COPY path writes it (see :func:`copy_query`)."""
     if value is None:
         return ""
     text = iso_utc(value) if isinstance(value, dt.datetime) else str(value)
@@ -222,13 +213,13 @@ def csv_module_chunks(session: Session, company_id: int, flt: orders.OrderFilter
         buffer.truncate()
 
     write(CSV_COLUMNS)
-    for query in csv_queries(company_id, flt):
-        for row in session.execute(query.execution_options(yield_per=FETCH_ROWS)):
-            write([csv_cell(value) for value in row])
-            if buffer.tell() >= chunk_bytes:
-                yield buffer.getvalue().encode("utf-8")
-                buffer.seek(0)
-                buffer.truncate()
+    rows = session.execute(csv_query(company_id, flt).execution_options(yield_per=FETCH_ROWS))
+    for row in rows:
+        write([csv_cell(value) for value in row])
+        if buffer.tell() >= chunk_bytes:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
     yield buffer.getvalue().encode("utf-8")
 
 
@@ -239,13 +230,13 @@ def amazon_filter(flt: orders.OrderFilter) -> orders.OrderFilter:
     return dataclasses.replace(flt, statuses=(WritebackStatus.FAILED.value,))
 
 
-def amazon_queries(company_id: int, flt: orders.OrderFilter) -> list[sa.Select]:
+def amazon_query(company_id: int, flt: orders.OrderFilter) -> sa.Select:
     """Failed write-backs of the company's Amazon accounts matching ``flt`` (whatever
-    its status filter says), in the grid's order: one query per segment of it."""
+    its status filter says), in the grid's order."""
     columns = [Writeback.order_id, Writeback.package_key, Writeback.tracking_number,
                Writeback.carrier, Writeback.service, Writeback.ship_date, Writeback.items]
-    return [_with_account(query, columns).where(StoreAccount.platform == Platform.AMAZON.value)
-            for query in orders.segments(company_id, amazon_filter(flt))]
+    return _with_account(orders.filtered(company_id, amazon_filter(flt)), columns).where(
+        StoreAccount.platform == Platform.AMAZON.value)
 
 
 def amazon_carrier_cells(carrier: str | None) -> tuple[str, str | None]:
@@ -266,7 +257,7 @@ def _flat_cell(value: Any) -> str:
 
 
 def amazon_lines(rows: Iterable[Any]) -> list[dict[str, str]]:
-    """Flat-file rows (one per item of each package) for rows of :func:`amazon_queries`."""
+    """Flat-file rows (one per item of each package) for rows of :func:`amazon_query`."""
     lines = []
     for row in rows:
         package = Package(
@@ -284,12 +275,12 @@ def amazon_chunks(session: Session, company_id: int, flt: orders.OrderFilter
                   ) -> Iterator[bytes]:
     """Amazon's shipping-confirmation flat file (tab-separated, UTF-8, header first) for
     the failed Amazon packages matching ``flt``, in blocks of bytes."""
+    result = session.execute(amazon_query(company_id, flt).execution_options(
+        yield_per=FETCH_ROWS))
     header = True
-    for query in amazon_queries(company_id, flt):
-        result = session.execute(query.execution_options(yield_per=FETCH_ROWS))
-        for part in result.partitions():
-            text = fulfillment_feed_text(amazon_lines(part))
-            yield (text if header else text.partition("\n")[2]).encode("utf-8")
-            header = False
+    for part in result.partitions():
+        text = fulfillment_feed_text(amazon_lines(part))
+        yield (text if header else text.partition("\n")[2]).encode("utf-8")
+        header = False
     if header:  # no rows: the header alone, still a valid (empty) file
         yield fulfillment_feed_text([]).encode("utf-8")

@@ -121,10 +121,23 @@ def _ordering(flt: OrderFilter):
     return [c.desc() if flt.descending else c.asc() for c in columns]
 
 
+def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
+    """The grid's rows in the grid's order as ONE statement, for the exports: a file is
+    read at one moment, so a shipment attempted while it streams is neither missed nor
+    listed twice (read as two statements, it could fall between them). Blanks last is
+    spelled ``NULLS LAST`` here; for the nullable sort PostgreSQL sorts the matching rows
+    (spilling to disk if it must) instead of reading an index in order."""
+    order = _ordering(flt)
+    if flt.sort_key in NULLABLE:
+        order[0] = order[0].nulls_last()
+    return sa.select(Writeback).where(*_where(company_id, flt)).order_by(*order)
+
+
 def segments(company_id: int, flt: OrderFilter) -> list[sa.Select]:
     """The grid's query: the company's write-backs matching ``flt``, in the grid's order,
     as the index scans that give that order one after the other. Dates are calendar days
-    in the company's time zone; stored times are UTC.
+    in the company's time zone; stored times are UTC. The grid pages with these (each
+    page is its own read anyway); the exports read :func:`filtered`.
 
     One scan for every sort but the nullable one, which is two: the attempted rows, then
     the never-attempted ones. Blanks go last whichever way the column is sorted, as in a
