@@ -456,6 +456,13 @@ def test_gzip_processing_reports_are_unpacked_and_a_broken_one_is_not_taken_for_
     huge = amazon.feed_results(submitted.data, [good, unknown])
     assert huge.outcome is Outcome.NEEDS_FIXING and "larger than 16 MB" in huge.message
 
+    report["content"] = whole + gzip.compress(b"more")  # a second member: not one report
+    assert amazon.feed_results(submitted.data, [good]).outcome is Outcome.RETRYABLE
+
+    # Unpacked on the way (the URL said Content-Encoding: gzip, which requests undoes).
+    report["content"] = gzip.decompress(whole)
+    assert amazon.feed_results(submitted.data, [good, unknown]).data == results.data
+
 
 def raw_feed(seller: Seller, content: bytes) -> str:
     """A feed as a careless client would send it (the connector always writes a header)."""

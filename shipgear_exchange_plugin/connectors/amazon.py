@@ -711,11 +711,15 @@ MAX_REPORT = 16 * 1024 * 1024
 
 
 def _gunzip_report(download: Reply) -> None:
-    """Replace a GZIP processing report by its text, or set the reply's error."""
+    """Replace a GZIP processing report by its text, or set the reply's error. A body that
+    is not GZIP is taken as it is: the download was already unpacked on the way (the URL
+    answered with ``Content-Encoding: gzip``, which requests undoes)."""
+    if not download.content.startswith(b"\x1f\x8b"):
+        return
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         raw = inflater.decompress(download.content, MAX_REPORT)
-        complete = inflater.eof and not inflater.unconsumed_tail
+        complete = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
     except zlib.error:
         raw, complete = b"", False
     if not complete:
