@@ -206,8 +206,15 @@ def keep_alive_store():
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}", ports
-    server.close()
+
+    def close_all():  # run by the server's own loop: it ends once nothing is left open
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_all)
     thread.join(timeout=5)
+    server.task_dispatcher.shutdown()
+    assert not thread.is_alive()
 
 
 def test_connections_outlive_a_job_and_a_broken_answer_does_not_reuse_its_own(
