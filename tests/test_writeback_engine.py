@@ -610,3 +610,28 @@ def test_a_claim_whose_job_lost_the_database_is_released_once_by_the_next_job(en
         db.session.remove()
     assert [(a.number, a.outcome) for a in attempts(engine_app, first)] == [(1, "interrupted")]
     assert attempts(engine_app, second) == []
+
+
+def test_checks_of_accepted_write_backs_go_ahead_of_a_backlog_of_sends(engine_app):
+    """During a burst of new shipments a due check does not wait behind every send: it
+    is queued at the front, whether it is due now or comes due later (RQ's scheduler
+    moves it to the front then)."""
+    import time
+
+    from rq.scheduler import RQScheduler
+
+    host = engine_app.extensions["exchange.host"]
+    queue = Queue(dispatch.QUEUE, connection=host.redis())
+    now = dt.datetime.now(dt.UTC)
+    sends = [dispatch.enqueue(queue, "send", wid, 1, now).id for wid in (101, 102, 103)]
+    due_now = dispatch.enqueue(queue, "verify", 104, 0, now - dt.timedelta(seconds=1)).id
+    assert queue.get_job_ids() == [due_now, *sends]
+    later = dispatch.enqueue(queue, "verify", 105, 0, now + dt.timedelta(seconds=1)).id
+    assert later not in queue.get_job_ids()  # scheduled, not queued yet
+    time.sleep(max(0.0, (now + dt.timedelta(seconds=2.1) - dt.datetime.now(dt.UTC))
+                   .total_seconds()))
+    scheduler = RQScheduler([queue], connection=host.redis())
+    scheduler.acquire_locks()
+    scheduler.enqueue_scheduled_jobs()
+    scheduler.release_locks()
+    assert queue.get_job_ids() == [later, due_now, *sends]
