@@ -193,19 +193,12 @@ class WritebackService:
         writes the row, except the sweeper or a user, who both clear the claim, which
         :meth:`_fence` then notices."""
         now = self.now()
-        conditions = self._claimable(status, now)
-        target = (sa.select(Writeback.id).where(Writeback.id == writeback_id, *conditions)
-                  .with_for_update(skip_locked=True).scalar_subquery())
         values: dict[str, Any] = {"claimed_by": self.worker_id, "claimed_at": now}
         if reserve_attempt:
             values["attempt_count"] = Writeback.attempt_count + 1
         session = self.session
         try:
-            row = session.execute(
-                sa.update(Writeback).where(Writeback.id == target, *conditions)
-                .values(**values).returning(Writeback)
-                .execution_options(synchronize_session=False, populate_existing=True)
-            ).scalar()
+            row = self._update_unlocked(writeback_id, self._claimable(status, now), values)
             if row is None:
                 session.rollback()
                 return Step(writeback_id, "skipped")
@@ -220,6 +213,19 @@ class WritebackService:
             raise
         self._held = (row.id, now)
         return row
+
+    def _update_unlocked(self, writeback_id: int, conditions: list,
+                         values: dict[str, Any]) -> Writeback | None:
+        """Write ``values`` to the row if it meets ``conditions`` and no other transaction
+        holds it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers):
+        one ``UPDATE ... RETURNING``, the row as it is now, or None. Not committed."""
+        target = (sa.select(Writeback.id).where(Writeback.id == writeback_id, *conditions)
+                  .with_for_update(skip_locked=True).scalar_subquery())
+        return self.session.execute(
+            sa.update(Writeback).where(Writeback.id == target, *conditions)
+            .values(**values).returning(Writeback)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).scalar()
 
     def _fence(self, writeback_id: int, values: dict[str, Any]) -> bool:
         """Write ``values`` to the row only if this worker still holds its claim (the row
@@ -298,10 +304,9 @@ class WritebackService:
             self._held = None
             return Step(writeback_id, "lost")
         except sa.exc.SQLAlchemyError:
-            # Renewing the claim failed: the database, not the store. The job fails as it
-            # is (a worker retries it when the database was unreachable); the claim goes
-            # stale and the sweeper counts the attempt, which then asks the store first.
-            self._held = None
+            # Renewing the claim failed: the database, not the store, so not a connector
+            # error. The job fails as it is (a worker retries it when the database was
+            # unreachable), and _database_lost_leaves_an_orphan notes the claim.
             raise
         except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
             log.exception("write-back %s: connector raised", writeback_id)
@@ -416,8 +421,7 @@ class WritebackService:
         except ClaimLost:
             self._held = None
             return Step(writeback_id, "lost")
-        except sa.exc.SQLAlchemyError:  # the database, not the store: see send()
-            self._held = None
+        except sa.exc.SQLAlchemyError:  # the database, not the store: see _send()
             raise
         except Exception as exc:  # noqa: BLE001
             log.exception("write-back %s: verification raised", writeback_id)
@@ -480,14 +484,8 @@ class WritebackService:
             # The claim is cleared by one guarded UPDATE, so of two threads releasing the
             # same note only one goes on; a row still locked (its transaction not yet
             # seen to end) is skipped and tried again by the next job.
-            mine = (sa.select(Writeback.id).where(Writeback.id == writeback_id,
-                                                  Writeback.claimed_by == worker_id)
-                    .with_for_update(skip_locked=True).scalar_subquery())
-            row = self.session.execute(
-                sa.update(Writeback).where(Writeback.id == mine, Writeback.claimed_by == worker_id)
-                .values(claimed_by=None, claimed_at=None).returning(Writeback)
-                .execution_options(synchronize_session=False, populate_existing=True)
-            ).scalar()
+            row = self._update_unlocked(writeback_id, [Writeback.claimed_by == worker_id],
+                                        {"claimed_by": None, "claimed_at": None})
             if row is not None:
                 self._release(row, now, "The database was lost during this attempt")
                 done.append((writeback_id, worker_id))
