@@ -119,5 +119,16 @@ def test_a_jobs_calls_are_counted_together_even_after_redis_lost_its_scripts(app
     assert found[(7, "orders")].info == "1 call in 15 min, 1 failed."
     batch.record(call(NOW))
     batch.record(call(NOW))
+    real_redis = not app.config["REDIS_URL"].startswith("memory://")
+    script_commands = _script_commands(connection) if real_redis else 0
     batch.flush()  # the script is loaded now: one round trip
     assert statuses(connection, [7], RULES, NOW)[(7, "writeback")].info.startswith("5 calls")
+    if real_redis:  # the server counts commands (fakeredis has no INFO)
+        assert _script_commands(connection) == script_commands  # no SCRIPT EXISTS first
+
+
+def _script_commands(connection) -> int:
+    """SCRIPT commands the server has run (Redis 7 counts each subcommand apart)."""
+    stats = connection.info("commandstats")
+    return sum(value.get("calls", 0) for name, value in stats.items()
+               if name == "cmdstat_script" or name.startswith("cmdstat_script|"))
