@@ -19,7 +19,9 @@ a 429 carries ``QuotaExceeded`` and no Retry-After, as Amazon's does.
   In strict mode an order item may not be shipped beyond its ordered quantity; open mode
   takes the host's word for the order lines (and any well-formed order id exists).
 - Feeds are processed on read, by the clock: IN_QUEUE, IN_PROGRESS after half of
-  ``feed_delay_s``, then DONE (or FATAL when the file has no usable header row). Upload and
+  ``feed_delay_s``, then DONE (or FATAL when the file has no usable header row). Reading
+  or confirming orders first processes every feed whose time has come, as Amazon does
+  whether or not anyone asks about the feed. Upload and
   download go to ``/amazon/{key}/_documents/{id}``, standing in for S3's presigned URLs
   (no SP-API auth, faults do not apply, the upload's Content-Type must match the one given
   to ``createFeedDocument``). Good rows are written like ``confirmShipment`` (one package
@@ -364,6 +366,7 @@ def confirm_shipment(order_id: str):
     items = [{"order_item_id": i["orderItemId"], "quantity": i["quantity"]}
              for i in detail["orderItems"]]
     with account.lock:
+        _feeds_caught_up(account)
         order = account.find_order(order_id, items)
         if order is None:
             return _not_found(f"Order {order_id} was not found.")
@@ -464,6 +467,7 @@ def get_order(order_id: str):
     if not ORDER_ID.match(order_id):
         return _invalid(f"Invalid orderId {order_id!r}: an Amazon order id has the 3-7-7 format.")
     with account.lock:
+        _feeds_caught_up(account)
         order = account.find_order(order_id, [])  # open mode: every well-formed id exists
         if order is None:
             return _not_found(f"Order {order_id} was not found.")
@@ -494,6 +498,7 @@ def search_orders():
     if problem or statuses - FULFILLMENT_STATUSES or marketplaces - set(MARKETPLACES):
         return _invalid(problem or "fulfillmentStatuses or marketplaceIds has an invalid value.")
     with account.lock:
+        _feeds_caught_up(account)
         now = account.clock()
         found = []
         for order in sorted(account.orders.values(), key=lambda o: o.created_at):
@@ -749,6 +754,13 @@ def _feed(account: Account, feed_id: str) -> dict | None:
     if elapsed >= feed["delay"]:
         _process(account, feed)
     return feed
+
+
+def _feeds_caught_up(account: Account) -> None:
+    """Every feed whose processing time has come, processed (under the account's lock)."""
+    for feed_id, feed in list(account.feeds.items()):
+        if feed["processingStatus"] in ("IN_QUEUE", "IN_PROGRESS"):
+            _feed(account, feed_id)
 
 
 def _feed_json(feed: dict) -> dict[str, Any]:
