@@ -67,7 +67,16 @@ class AmazonFeeds:
                       if count >= threshold or (account in forced and count >= 2))
 
     def submit(self, account_id: int, limit: int = MAX_FEED_ROWS) -> FeedStep:
-        rows = self._claim_batch(account_id, limit)
+        """Send the account's due packages as one feed. Should the database go away
+        meanwhile, the rows claimed so far are released by this process's next job, as
+        after a single send."""
+        claimed: list[int] = []
+        with self.service.database_lost_leaves_orphans(claimed):
+            return self._submit(account_id, limit, claimed)
+
+    def _submit(self, account_id: int, limit: int, claimed: list[int]) -> FeedStep:
+        self.service.release_orphaned_claims()
+        rows = self._claim_batch(account_id, limit, claimed)
         if not rows:
             return FeedStep("skipped")
         connector = self.service._connector_factory(rows[0])
@@ -119,6 +128,7 @@ class AmazonFeeds:
         return step
 
     def poll(self, feed_id: str) -> FeedStep:
+        self.service.release_orphaned_claims()
         rows = self.session.execute(
             sa.select(Writeback).where(Writeback.feed_id == feed_id,
                                        Writeback.status == WritebackStatus.SUBMITTED)
@@ -170,7 +180,9 @@ class AmazonFeeds:
         return list(ids)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _claim_batch(self, account_id: int, limit: int) -> list[Writeback]:
+    def _claim_batch(self, account_id: int, limit: int, claimed: list[int]) -> list[Writeback]:
+        """Claim up to ``limit`` due rows, each numbering its attempt; their ids go into
+        ``claimed`` before the claim is written, in case it lands unseen."""
         service, now = self.service, self.service.now()
         conditions = [Writeback.account_id == account_id, Writeback.needs_check.is_(False),
                       *service._claimable(WritebackStatus.PENDING, now)]
@@ -180,6 +192,7 @@ class AmazonFeeds:
         if not ids:
             self.session.rollback()
             return []
+        claimed.extend(ids)
         self.session.execute(
             sa.update(Writeback).where(Writeback.id.in_(ids), *conditions)
             .values(claimed_by=service.worker_id, claimed_at=now,

@@ -279,7 +279,7 @@ class WritebackService:
     # -- sending ---------------------------------------------------------------------------
     def send(self, writeback_id: int) -> Step:
         """One write-back attempt for a pending row."""
-        with self._database_lost_leaves_an_orphan(writeback_id):
+        with self.database_lost_leaves_orphans([writeback_id]):
             return self._send(writeback_id)
 
     def _send(self, writeback_id: int) -> Step:
@@ -306,7 +306,7 @@ class WritebackService:
         except sa.exc.SQLAlchemyError:
             # Renewing the claim failed: the database, not the store, so not a connector
             # error. The job fails as it is (a worker retries it when the database was
-            # unreachable), and _database_lost_leaves_an_orphan notes the claim.
+            # unreachable), and database_lost_leaves_orphans notes the claim.
             raise
         except Exception as exc:  # noqa: BLE001 - a connector bug must not lose the attempt
             log.exception("write-back %s: connector raised", writeback_id)
@@ -407,7 +407,7 @@ class WritebackService:
     # -- verifying -------------------------------------------------------------------------
     def verify(self, writeback_id: int) -> Step:
         """One verification check of a submitted row (B1)."""
-        with self._database_lost_leaves_an_orphan(writeback_id):
+        with self.database_lost_leaves_orphans([writeback_id]):
             return self._verify(writeback_id)
 
     def _verify(self, writeback_id: int) -> Step:
@@ -520,16 +520,19 @@ class WritebackService:
             self._fail_attempt(row, Result(Outcome.RETRYABLE, message, maybe_applied=True), now)
 
     @contextlib.contextmanager
-    def _database_lost_leaves_an_orphan(self, writeback_id: int):
-        """A database error anywhere in a job may leave the row claimed (the claim's
-        commit may have landed unseen, the record never did): note it for this process's
-        next job to release."""
+    def database_lost_leaves_orphans(self, writeback_ids: list[int]):
+        """A database error anywhere in a job may leave its rows claimed (the claim's
+        commit may have landed unseen, the record never did): note them for this
+        process's next job to release. ``writeback_ids`` may be filled in within the
+        block, as a batch claim learns its rows."""
         try:
             yield
         except sa.exc.SQLAlchemyError:
             self._held = None
+            noted = time.monotonic()
             with _ORPHANED_LOCK:
-                _ORPHANED.setdefault((writeback_id, self.worker_id), time.monotonic())
+                for writeback_id in writeback_ids:
+                    _ORPHANED.setdefault((writeback_id, self.worker_id), noted)
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self.session.rollback()
             raise

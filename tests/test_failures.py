@@ -467,6 +467,70 @@ def test_a_row_whose_job_lost_the_database_goes_on_once_it_is_back_not_minutes_l
 
 
 @SERVICES
+def test_an_amazon_feed_that_lost_the_database_leaves_no_row_claimed_for_minutes(
+        make_app, gate, sandbox):
+    """The database goes away while Amazon is taking a feed of three packages: the job
+    cannot record it. Once the database is back, the next job of the same process
+    releases all three claims; each row's next attempt asks Amazon first, finds the
+    feed's shipment, and confirms nothing again."""
+    import threading
+
+    from shipgear_exchange_plugin import runtime
+
+    app = make_app(WTF_CSRF_ENABLED=False, DATABASE_URL=gate.url,
+                   SHIPGEAR_SANDBOX_URL=sandbox.url, SHIPGEAR_RETRY_SCHEDULE="0.2,1,1,1")
+    with app.app_context():
+        seed(app, companies=1, shipments=0, enabled=1)
+    in_feed = [ship(app, f"113-000000{n}-000000{n}", f"1ZFEEDLOST{n}", platform="amazon")
+               for n in range(1, 4)]
+    other = ship(app, "820002", "1ZDBLOST0002")
+    requests.put(f"{sandbox.url}/_sandbox/amazon/c1/settings", json={"feed_delay_s": 0.2},
+                 timeout=5).raise_for_status()
+    sandbox_faults(sandbox, "amazon", write_latency_ms=1000)  # each POST lands after 1 s
+    host = app.extensions["exchange.host"]
+    cut = threading.Timer(0.5, gate.close)
+    cut.start()
+    with app.app_context():
+        feeds = runtime.amazon_feeds(host)
+        (account_id,) = feeds.accounts_due([1], threshold=3)
+        with pytest.raises(sa.exc.SQLAlchemyError):
+            feeds.submit(account_id)
+        db.session.remove()
+    cut.join()
+    feed_posts = [r for r in store_posts(sandbox, "amazon") if r["path"].endswith("/feeds")]
+    assert len(feed_posts) == 1  # Amazon has the feed; nothing says so yet
+
+    gate.open()
+    sandbox_faults(sandbox, "amazon", write_latency_ms=0)
+    with app.app_context():
+        db.engine.dispose()  # the pooled connections died with the gate
+        claimed = db.session.execute(sa.select(Writeback.claimed_by, Writeback.status).where(
+            Writeback.id.in_(in_feed))).all()
+        assert {c for c, _ in claimed} != {None} and {s for _, s in claimed} == {"pending"}
+        db.session.remove()
+        # Any next job of this process, here a BigCommerce row's, ends the three claims.
+        assert runtime.writeback_service(host).send(other).status == "success"
+        rows = db.session.execute(sa.select(Writeback).where(
+            Writeback.id.in_(in_feed))).scalars().all()
+        assert [(r.claimed_by, r.needs_check, r.error_count) for r in rows] == [
+            (None, True, 1)] * 3
+        assert all("database was lost" in r.last_error for r in rows)
+        db.session.remove()
+        time.sleep(0.3)  # the first retry delay; the stale time (300 s) plays no part
+        for row_id in in_feed:
+            assert runtime.writeback_service(host).send(row_id).status == "success"
+        outcomes = db.session.execute(sa.select(Attempt.writeback_id, Attempt.number,
+                                                Attempt.outcome).where(
+            Attempt.writeback_id.in_(in_feed)).order_by(Attempt.id)).all()
+        db.session.remove()
+    assert sorted(tuple(o) for o in outcomes) == sorted(
+        [(i, 1, "interrupted") for i in in_feed] + [(i, 2, "verified") for i in in_feed])
+    amazon = sandbox.store.account("amazon", "c1")
+    assert not [r for r in amazon.requests if r["path"].endswith("/shipmentConfirmation")]
+    assert len(amazon.writes) == 3 and amazon.duplicates() == {}
+
+
+@SERVICES
 def test_sigterm_stops_a_worker_that_waits_for_the_database(
         make_app, gate, private_redis, sandbox, tmp_path):
     """A deploy during the outage: the waiting worker stops at once and cleanly; the row
