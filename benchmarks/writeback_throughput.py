@@ -214,46 +214,18 @@ def prepare_database(url: str) -> None:
     drop_plugin_tables(url, create_database=True)
 
 
-def order_id(platform_name: str, n: int) -> str:
-    if platform_name == "amazon":
-        return f"{100 + n % 900:03d}-{1000000 + n:07d}-{2000000 + n:07d}"
-    return str(700000 + n)
-
-
 def make_shipments(app, sandbox_url: str, accounts: list[tuple[int, str, str]],
                    count: int) -> float:
     """Register ``count`` orders with their stores, then process one shipment each through
-    the host (the plugin's hook stores the write-back and enqueues it after commit)."""
-    import requests
-
+    the host (the plugin's hook stores the write-back and enqueues it after commit).
+    Returns the seconds the shipping took."""
     from shipgear_exchange_plugin.devhost.models import db
-    from shipgear_exchange_plugin.devhost.shipments import process_shipment
+    from shipgear_exchange_plugin.devhost.simulate import ship_spread
 
-    plan: dict[tuple[int, str, str], list[dict]] = {}
-    for n in range(count):
-        company, platform_name, key = accounts[n % len(accounts)]
-        plan.setdefault((company, platform_name, key), []).append({
-            "order_id": order_id(platform_name, n),
-            "items": [{"sku": f"SKU-{1000 + n % 20}", "order_item_id": str(10**12 + n),
-                       "quantity": 1}],
-            "tracking_number": f"1Z{n:016d}"})
-    for (_, platform_name, key), orders in plan.items():
-        requests.post(f"{sandbox_url}/_sandbox/{platform_name}/{key}/orders", timeout=30, json={
-            "orders": [{"order_id": o["order_id"], "items": o["items"]} for o in orders]},
-        ).raise_for_status()
-    host = app.extensions["exchange.host"]
     started = time.monotonic()
     with app.app_context():
-        for n in range(count):  # in shipping order, so each account's rows spread out
-            company, platform_name, key = accounts[n % len(accounts)]
-            order = plan[(company, platform_name, key)][n // len(accounts)]
-            process_shipment(host, company_id=company,
-                             order_source=f"{platform_name}-{company}",
-                             order_id=order["order_id"], carrier="UPS", service="Ground",
-                             packages=[{"tracking_number": order["tracking_number"],
-                                        "items": order["items"]}])
-            if n and n % 2000 == 0:
-                print(f"  {n} shipments processed", flush=True)
+        ship_spread(app.extensions["exchange.host"], sandbox_url, accounts, count,
+                    progress=lambda done: print(f"  {done} shipments processed", flush=True))
         db.session.remove()
     return time.monotonic() - started
 

@@ -31,7 +31,7 @@ from rq.job import Job
 from shipgear_exchange_plugin import dispatch
 from shipgear_exchange_plugin.devhost.models import db
 from shipgear_exchange_plugin.devhost.seed import seed
-from shipgear_exchange_plugin.devhost.shipments import process_shipment
+from shipgear_exchange_plugin.devhost.simulate import ship_spread
 from shipgear_exchange_plugin.models import Attempt, StoreAccount, Writeback
 from shipgear_exchange_plugin.ratelimit import DEFAULT_LIMITS
 from shipgear_exchange_plugin.sandbox import SandboxServer, SandboxStore
@@ -184,12 +184,6 @@ def engine(make_app, private_redis, counting_sandbox, tmp_path):
 
 
 # -- shipping -------------------------------------------------------------------------------
-def _order_id(platform: str, n: int) -> str:
-    if platform == "amazon":
-        return f"{100 + n % 900:03d}-{1000000 + n:07d}-{2000000 + n:07d}"
-    return str(700000 + n)
-
-
 def _accounts(app, platforms: tuple[str, ...]) -> list[tuple[int, str, str]]:
     """(company id, platform, sandbox key) of every seeded account on these platforms."""
     with app.app_context():
@@ -203,28 +197,10 @@ def _accounts(app, platforms: tuple[str, ...]) -> list[tuple[int, str, str]]:
 
 def ship_many(app, sandbox: CountingSandbox, accounts: list[tuple[int, str, str]], count: int,
               first: int = 0) -> None:
-    """``count`` one-package shipments spread over ``accounts``: each store learns its
-    orders first (as a real store has them before anyone ships), then the host processes
-    each shipment, whose hook stores the write-back and enqueues it after commit."""
-    plan: dict[tuple[int, str, str], list[dict]] = {}
-    for n in range(first, first + count):
-        company, platform, key = accounts[n % len(accounts)]
-        plan.setdefault((company, platform, key), []).append({
-            "order_id": _order_id(platform, n),
-            "items": [{"sku": f"SKU-{1000 + n % 20}", "order_item_id": str(10**12 + n),
-                       "quantity": 1}],
-            "tracking_number": f"1Z{n:016d}"})
-    for (_, platform, key), orders in plan.items():
-        sandbox.control("POST", platform, key, "/orders", json={
-            "orders": [{"order_id": o["order_id"], "items": o["items"]} for o in orders]})
-    host = app.extensions["exchange.host"]
+    """``count`` one-package shipments spread over ``accounts``, each order on its store
+    first; the host's hook stores each write-back and enqueues it after commit."""
     with app.app_context():
-        for (company, platform, _), orders in plan.items():
-            for order in orders:
-                process_shipment(host, company_id=company, order_source=f"{platform}-{company}",
-                                 order_id=order["order_id"], carrier="UPS", service="Ground",
-                                 packages=[{"tracking_number": order["tracking_number"],
-                                            "items": order["items"]}])
+        ship_spread(app.extensions["exchange.host"], sandbox.url, accounts, count, first)
         db.session.remove()
 
 

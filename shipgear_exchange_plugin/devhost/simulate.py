@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 
 import requests
 import sqlalchemy as sa
@@ -140,3 +141,37 @@ class ShipmentSimulator(threading.Thread):
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+# -- load runs (the throughput benchmark, the chaos test) --------------------------------
+def load_order_id(platform: str, n: int) -> str:
+    """The ``n``-th order id of a load run, in the platform's format (3-7-7 on Amazon)."""
+    if platform == "amazon":
+        return f"{100 + n % 900:03d}-{1000000 + n:07d}-{2000000 + n:07d}"
+    return str(700000 + n)
+
+
+def ship_spread(host, sandbox_url: str, accounts: list[tuple[int, str, str]], count: int,
+                first: int = 0, progress: Callable[[int], None] | None = None) -> None:
+    """``count`` one-package shipments, numbered from ``first``, dealt to ``accounts``
+    ((company id, platform, sandbox key)) in turn, so each account's rows spread over the
+    run. Every store learns its orders first, as a real store has them before anyone
+    ships; then the host processes the shipments in that order (in the caller's app
+    context). ``progress`` is told how many are done every 2,000."""
+    shipments, per_store = [], {}
+    for n in range(first, first + count):
+        company, platform, key = accounts[n % len(accounts)]
+        order = {"order_id": load_order_id(platform, n),
+                 "items": [{"sku": f"SKU-{1000 + n % 20}", "order_item_id": str(10**12 + n),
+                            "quantity": 1}]}
+        per_store.setdefault((platform, key), []).append(order)
+        shipments.append((company, platform, order, f"1Z{n:016d}"))
+    for (platform, key), orders in per_store.items():
+        requests.post(f"{sandbox_url}/_sandbox/{platform}/{key}/orders",
+                      json={"orders": orders}, timeout=30).raise_for_status()
+    for done, (company, platform, order, tracking) in enumerate(shipments, 1):
+        process_shipment(host, company_id=company, order_source=f"{platform}-{company}",
+                         order_id=order["order_id"], carrier="UPS", service="Ground",
+                         packages=[{"tracking_number": tracking, "items": order["items"]}])
+        if progress is not None and done % 2000 == 0:
+            progress(done)
