@@ -192,6 +192,31 @@ def worker_counters(connection) -> tuple[int, float]:
             sum(w.total_working_time for w in workers))
 
 
+WORKERS = "workers (+ scheduler)"
+
+
+def wait_until_idle(workers, connection, count: int, groups: dict, seconds: float = 180
+                    ) -> tuple[float, dict[str, dict[int, float]]]:
+    """Wait for ``count`` registered workers whose CPU has settled (their first health
+    probes done). Returns the workers' CPU seconds when they had registered (what
+    starting cost them) and every process group's CPU seconds once settled."""
+    from rq import Worker
+
+    deadline = time.monotonic() + seconds
+    started_up = last = None
+    while time.monotonic() < deadline:
+        workers.check()
+        now = {name: cpu_by_process(wanted) for name, wanted in groups.items()}
+        spent = sum(now[WORKERS].values())
+        if started_up is None and len(Worker.all(connection=connection)) >= count:
+            started_up = spent
+        elif started_up is not None and spent - last < 0.05:
+            return started_up, now
+        last = spent
+        time.sleep(0.5)
+    raise SystemExit(f"the workers did not start and settle within {seconds:.0f} s")
+
+
 def job_span(connection, ids: list[str]) -> tuple[float, Counter[str]]:
     """Seconds from the first job's start to the last job's end, and their results."""
     from rq.job import Job
@@ -356,20 +381,40 @@ def main() -> int:
         if private is not None:
             return chaos(app, env, args, sandbox_url, accounts, private)
 
+        database = sa.make_url(args.database_url).database
+        port = str(connection.connection_pool.connection_kwargs.get("port", 6379))
+        groups = {  # what to count: the benchmark's own processes, and its database's
+            WORKERS: lambda pid, group, cmd: group in workers.pids,
+            f"postgres backends of {database}":
+                lambda pid, group, cmd: cmd.startswith("postgres:") and f" {database} " in cmd,
+            "redis-server": lambda pid, group, cmd: "redis-server" in cmd and f":{port}" in cmd,
+            "sandbox": lambda pid, group, cmd: group == sandbox.pid,
+        }
+
         # 1. RQ's own no-op throughput, same command and worker class.
         queue = Queue(QUEUE, connection=connection)
         ids = [f"noop-{n}" for n in range(noop_jobs)]
+        # The workers start on an empty queue: the CPU they spend starting (imports, the
+        # scheduler's fork) is measured apart and left out of both phases' costs, and so
+        # are their first health probes here.
+        workers = Workers(env, args.logs, args.workers, label="noop")
+        startup, cpu_before = wait_until_idle(workers, connection, args.workers, groups)
+        machine_before = machine_cpu_seconds()
+        _, idle_working = worker_counters(connection)  # RQ counts some of the idle wait
         for at in range(0, noop_jobs, 1000):
             with connection.pipeline() as pipe:
                 queue.enqueue_many([Queue.prepare_data(
                     "writeback_throughput.noop", job_id=job, result_ttl=600, failure_ttl=600)
                     for job in ids[at:at + 1000]], pipeline=pipe)
                 pipe.execute()
-        workers = Workers(env, args.logs, args.workers, label="noop")
         while queue.count or queue.started_job_registry.count:
             workers.check()
             time.sleep(0.2)
         noop_jobs_done, noop_working = worker_counters(connection)
+        noop_working -= idle_working
+        noop_cpu = {name: cpu_used(cpu_before[name], cpu_by_process(wanted))
+                    for name, wanted in groups.items()}
+        noop_cpu["whole machine"] = machine_cpu_seconds() - machine_before
         workers.stop()
         workers = None
         noop_span, noop_results = job_span(connection, ids)
@@ -385,15 +430,6 @@ def main() -> int:
         print(f"  {args.shipments} shipments in {shipping:.1f}s "
               f"({args.shipments / shipping:.0f}/s, outbox rows and first jobs included); "
               f"{queue.count} send jobs queued")
-        database = sa.make_url(args.database_url).database
-        port = str(connection.connection_pool.connection_kwargs.get("port", 6379))
-        groups = {  # what to count: the benchmark's own processes, and its database's
-            "workers (+ scheduler)": lambda pid, group, cmd: group in workers.pids,
-            f"postgres backends of {database}":
-                lambda pid, group, cmd: cmd.startswith("postgres:") and f" {database} " in cmd,
-            "redis-server": lambda pid, group, cmd: "redis-server" in cmd and f":{port}" in cmd,
-            "sandbox": lambda pid, group, cmd: group == sandbox.pid,
-        }
         machine_before = machine_cpu_seconds()
         workers = Workers(env, args.logs, args.workers, profile_dir=args.profile, label="wb")
         cpu_before = {name: cpu_by_process(wanted) for name, wanted in groups.items()}
@@ -415,6 +451,8 @@ def main() -> int:
         cpu = {name: cpu_used(cpu_before[name], cpu_by_process(wanted))
                for name, wanted in groups.items()}
         cpu["whole machine"] = machine_cpu_seconds() - machine_before
+        cpu[WORKERS] -= startup  # as measured in the no-op phase, as is the machine's
+        cpu["whole machine"] -= startup
         status_jobs = sum(Queue(name, connection=connection).finished_job_registry.count
                           + Queue(name, connection=connection).failed_job_registry.count
                           for name in OTHER_QUEUES)
@@ -448,6 +486,8 @@ def main() -> int:
             f"{k} {v:.0f}" for k, v in cpu.items()) + f" (of {span * os.cpu_count():.0f} "
             "available; redis-server and the machine include other clients)")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(f"  (the workers' start-up, {startup:.1f} CPU s, is left out of both phases)")
+        print_cost(noop_cpu, noop_jobs, cpu, args.shipments)
         ratio = job_rate / noop_rate
         print(f"\nratio, write-back jobs/s to no-op jobs/s: {ratio:.3f} (target >= 0.5: "
               f"{'met' if ratio >= 0.5 else 'MISSED'})")
@@ -469,6 +509,25 @@ def main() -> int:
         stop_group(sandbox, signal.SIGKILL)
         if private is not None:
             private.kill()
+
+
+def print_cost(noop_cpu: dict[str, float], noop_jobs: int, cpu: dict[str, float],
+               shipments: int) -> None:
+    """CPU milliseconds per no-op job and per write-back, by process group. With every
+    core busy, the ratio would be the inverse of a write-back's cost counted in no-op
+    jobs; taking out the sandbox's share estimates it with the stores on other machines,
+    as in production. Estimates only: the target is the ratio of measured rates."""
+    per_job = {k: v * 1000 / noop_jobs for k, v in noop_cpu.items() if v >= 0.05}
+    per_row = {k: v * 1000 / shipments for k, v in cpu.items()}
+    print("  CPU ms per no-op job: " + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items()))
+    print("  CPU ms per write-back: " + ", ".join(f"{k} {v:.2f}" for k, v in per_row.items()))
+    machine, stores = per_row["whole machine"], per_row["sandbox"]
+    noop = per_job["whole machine"]
+    print(f"  a write-back costs the machine the CPU of {machine / noop:.1f} no-op jobs (with "
+          f"the cores kept busy, a ratio of about {noop / machine:.2f}); the stores' share "
+          f"(the sandbox) taken out, {(machine - stores) / noop:.1f}: about "
+          f"{noop / (machine - stores):.2f} with the stores on other machines, as in "
+          "production (estimates, not the target's measure)")
 
 
 #: The workers' clock in chaos mode: the same code paths, seconds instead of minutes.
