@@ -219,6 +219,21 @@ def test_hanging_store_times_out_and_may_have_applied(account):
     assert result.http_status is None
 
 
+def test_a_store_sending_its_answer_a_byte_at_a_time_is_cut_off_at_the_deadline(account):
+    """Each byte comes well within the read timeout, so no single read times out; the
+    call still ends soon after connect + read seconds, as one that may have landed.
+    (Amazon answers confirmShipment with no body: its order read is the slow one.)"""
+    connector = account.connector(timeout=(1, 1))
+    account.faults(trickle_ms=150)  # a store answer of 200 bytes would take 30 s
+    call = connector.verify if account.store.platform == "amazon" else connector.write_back
+    started = time.monotonic()
+    result = call(account.package)
+    assert time.monotonic() - started < 3.5
+    assert result.outcome is Outcome.RETRYABLE and result.maybe_applied, result.message
+    assert "still sending its answer after 2 s" in result.message
+    assert account.recorder.calls[-1].outcome is Outcome.RETRYABLE
+
+
 def test_closed_port_is_retryable_and_nothing_was_sent(account):
     endpoint = f"http://127.0.0.1:{closed_port()}/{account.store.platform}/c1"
     result = account.connector(endpoint=endpoint).write_back(account.package)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
@@ -36,7 +37,8 @@ from .base import (
 )
 
 #: (connect, read) seconds. A store that accepts the connection and then says nothing
-#: for ``read`` seconds is treated as a retryable error that may have landed.
+#: for ``read`` seconds is treated as a retryable error that may have landed; so is one
+#: whose answer's body is still coming connect + read seconds after the call began.
 DEFAULT_TIMEOUT = (3.05, 15.0)
 #: Bodies larger than this are not read: a store never answers these calls with more.
 MAX_BODY = 4 * 1024 * 1024
@@ -252,13 +254,17 @@ class StoreHttp:
         request_id = next((response.headers[h] for h in self.request_id_headers
                            if h in response.headers), None)
         try:
-            body = self._body(response)
-        except requests.exceptions.RequestException:
+            body = self._body(response, started)
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                _TooSlow) as exc:
             latency = self._elapsed(started)
+            message = ("The store's answer broke off midway" if not isinstance(exc, _TooSlow)
+                       else f"The store was still sending its answer after "
+                            f"{sum(self.timeout):g} s; it may have received the request")
             return Reply(status, response.headers, latency_ms=latency, request_id=request_id,
-                         error=Result(Outcome.RETRYABLE, "The store's answer broke off midway",
-                                      http_status=status, request_id=request_id,
-                                      latency_ms=latency, maybe_applied=True))
+                         error=Result(Outcome.RETRYABLE, message, http_status=status,
+                                      request_id=request_id, latency_ms=latency,
+                                      maybe_applied=True))
         latency = self._elapsed(started)
         reply = Reply(status, response.headers, latency_ms=latency, request_id=request_id)
         if body is None:
@@ -280,17 +286,33 @@ class StoreHttp:
         reply.error = self._classify_error(response, reply)
         return reply
 
-    def _body(self, response: requests.Response) -> bytes | None:
+    def _body(self, response: requests.Response, started: float) -> bytes | None:
+        """The body, or None when larger than ``max_body``. Read as it arrives, one
+        socket read at a time, none waiting past the call's deadline (connect + read
+        seconds from the start), so that a trickle no single read times out on is cut off
+        then: read in fixed blocks, each would wait for all its bytes."""
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             return None
+        deadline = started + sum(self.timeout)
         chunks, size = [], 0
-        for chunk in response.iter_content(64 * 1024):
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise _TooSlow
+            _wait_at_most(response, min(left, self.timeout[1]))
+            try:
+                chunk = response.raw.read1(64 * 1024, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                if time.perf_counter() >= deadline:
+                    raise _TooSlow from None
+                raise
+            if not chunk:
+                return b"".join(chunks)
             size += len(chunk)
             if size > self.max_body:
                 return None
             chunks.append(chunk)
-        return b"".join(chunks)
 
     def _classify_error(self, response: requests.Response, reply: Reply) -> Result:
         status = reply.status or 0
@@ -325,6 +347,18 @@ class StoreHttp:
             import logging
 
             logging.getLogger(__name__).exception("call recorder failed")
+
+
+class _TooSlow(Exception):
+    """The answer was still coming at the call's deadline."""
+
+
+def _wait_at_most(response: requests.Response, seconds: float) -> None:
+    """Let the next read of the answer wait ``seconds`` at most. urllib3 sets the
+    socket's timeout again for the connection's next request."""
+    sock = getattr(response.raw.connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _not_sent(exc: requests.exceptions.ConnectionError) -> bool:

@@ -49,10 +49,17 @@ def bind_account(bp, platform: str) -> None:
     """Make ``/{platform}/<key>/...`` views see their account as ``current_account()``."""
     from flask import current_app
 
+    from . import faults
+
     @bp.url_value_preprocessor
     def _pull_account(endpoint, values):
         key = values.pop("account_key")
         g.sandbox_account = current_app.extensions["sandbox"].account(platform, key)
+
+    @bp.after_request
+    def _trickle(response):
+        account = g.get("sandbox_account")
+        return response if account is None else faults.trickle(account, response)
 
 
 class _QuietHandler(WSGIRequestHandler):

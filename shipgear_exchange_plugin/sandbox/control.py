@@ -6,7 +6,8 @@
 - ``PUT  /_sandbox/{platform}/{key}/faults``: set faults (JSON, any of ``error_rate``
   0-1, ``error_status``, ``latency_ms``, ``write_latency_ms`` (writes only, then applied),
   ``outage`` null/"down"/"hang", ``hang_seconds``,
-  ``throttle``, ``auth_refused``, ``verify_lag_s``); ``DELETE`` clears them.
+  ``throttle``, ``auth_refused``, ``verify_lag_s``, ``trickle_ms`` (the body a byte at
+  a time)); ``DELETE`` clears them.
 - ``PUT  /_sandbox/{platform}/{key}/settings``: ``strict_orders``, ``feed_delay_s``,
   ``gzip_reports`` (Amazon), ``limits`` (e.g. ``{"confirmShipment": {"rate": 2,
   "burst": 10}}``).

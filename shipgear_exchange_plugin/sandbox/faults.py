@@ -1,4 +1,5 @@
-"""Faults the control API sets, applied before a platform handles a store call.
+"""Faults the control API sets, applied before a platform handles a store call (and,
+for ``trickle_ms``, to its answer).
 
 Each platform module passes its own ``error`` builder so that a refused credential or an
 injected 503 looks exactly like that store's error body.
@@ -48,3 +49,21 @@ def apply(account: Account, error: ErrorBuilder,
         return error(status, "InternalFailure" if status >= 500 else "InvalidInput",
                      f"Injected error {status} from the sandbox's fault settings.")
     return None
+
+
+def trickle(account: Account, response: Response) -> Response:
+    """With ``trickle_ms`` set, the answer's body goes out one byte every ``trickle_ms``:
+    a store that keeps sending, too slowly for any single read to time out."""
+    delay = int(account.faults.trickle_ms) / 1000
+    if not delay or response.is_streamed:
+        return response
+    body = response.get_data()
+
+    def drip():
+        for at in range(len(body)):
+            time.sleep(delay)
+            yield body[at:at + 1]
+
+    response.response = drip()
+    response.headers["Content-Length"] = str(len(body))
+    return response

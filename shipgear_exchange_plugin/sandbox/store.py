@@ -36,6 +36,7 @@ class Faults:
     throttle: bool = False  # every store call answered 429
     auth_refused: bool = False  # credentials refused: 401/403 in the store's shape
     verify_lag_s: float = 0.0  # a write shows in read-backs only after this delay
+    trickle_ms: int = 0  # the answer's body goes out a byte at a time, one every trickle_ms
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply all of ``values`` or, when one is wrong, none of them."""
@@ -44,6 +45,8 @@ class Faults:
             raise ValueError("error_rate must be between 0 and 1")
         if checked.get("outage", self.outage) not in (None, "down", "hang"):
             raise ValueError("outage must be null, 'down' or 'hang'")
+        if int(checked.get("trickle_ms", self.trickle_ms)) < 0:
+            raise ValueError("trickle_ms must be 0 or more")
         status = int(checked.get("error_status", self.error_status))
         if not 400 <= status <= 599:
             raise ValueError("error_status must be an HTTP error status (400-599)")
