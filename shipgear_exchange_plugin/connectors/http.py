@@ -256,7 +256,7 @@ class StoreHttp:
         try:
             body = self._body(response, started)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
-                _TooSlow) as exc:
+                OSError, _TooSlow) as exc:
             latency = self._elapsed(started)
             message = ("The store's answer broke off midway" if not isinstance(exc, _TooSlow)
                        else f"The store was still sending its answer after "
@@ -287,10 +287,13 @@ class StoreHttp:
         return reply
 
     def _body(self, response: requests.Response, started: float) -> bytes | None:
-        """The body, or None when larger than ``max_body``. Read as it arrives, one
-        socket read at a time, none waiting past the call's deadline (connect + read
-        seconds from the start), so that a trickle no single read times out on is cut off
-        then: read in fixed blocks, each would wait for all its bytes."""
+        """The body, or None when larger than ``max_body``, read as it arrives so that a
+        trickle no single read times out on ends at the call's deadline (connect + read
+        seconds from the start). Each socket read's wait is cut to the time left. One
+        read of a compressed answer may take several socket reads (until the decoder
+        has output) and only the first is cut, so such a call may run over its deadline
+        by a few read timeouts; without a socket to reach, the deadline is checked
+        between reads."""
         declared = response.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
             return None
@@ -298,12 +301,12 @@ class StoreHttp:
         chunks, size = [], 0
         while True:
             left = deadline - time.perf_counter()
-            if left <= 0:
-                raise _TooSlow
-            _wait_at_most(response, min(left, self.timeout[1]))
             try:
+                cut = _wait_at_most(response, min(left, self.timeout[1]))
+                if left <= 0 and not cut:
+                    raise _TooSlow
                 chunk = response.raw.read1(64 * 1024, decode_content=True)
-            except urllib3.exceptions.ReadTimeoutError:
+            except (urllib3.exceptions.ReadTimeoutError, OSError):
                 if time.perf_counter() >= deadline:
                     raise _TooSlow from None
                 raise
@@ -353,12 +356,20 @@ class _TooSlow(Exception):
     """The answer was still coming at the call's deadline."""
 
 
-def _wait_at_most(response: requests.Response, seconds: float) -> None:
-    """Let the next read of the answer wait ``seconds`` at most. urllib3 sets the
-    socket's timeout again for the connection's next request."""
+def _wait_at_most(response: requests.Response, seconds: float) -> bool:
+    """Let the next read of the answer wait ``seconds`` at most (1 ms when the time is
+    up, so that what has already arrived is still read). False when the socket cannot
+    be reached. urllib3 sets a kept connection's timeout again for its next request."""
     sock = getattr(response.raw.connection, "sock", None)
-    if sock is not None:
-        sock.settimeout(max(seconds, 0.001))
+    if sock is None:
+        # A store that closes the connection after this answer: http.client has handed
+        # the socket over to the response's reader (CPython's SocketIO keeps it there).
+        reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    if sock is None:
+        return False
+    sock.settimeout(max(seconds, 0.001))
+    return True
 
 
 def _not_sent(exc: requests.exceptions.ConnectionError) -> bool:

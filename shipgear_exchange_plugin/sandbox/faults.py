@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from flask import Response, request
+from flask import Response, g, request
 
 from .store import Account
 
@@ -31,6 +31,7 @@ def apply(account: Account, error: ErrorBuilder,
         account.requests.append({"at": account.clock(), "method": request.method,
                                  "path": request.path})
     faults = account.faults
+    g.sandbox_store_call = True  # the answer may be trickled (see trickle)
     if faults.outage == "hang":
         time.sleep(float(faults.hang_seconds))
         return Response("upstream timed out", status=504, mimetype="text/plain")
@@ -52,10 +53,11 @@ def apply(account: Account, error: ErrorBuilder,
 
 
 def trickle(account: Account, response: Response) -> Response:
-    """With ``trickle_ms`` set, the answer's body goes out one byte every ``trickle_ms``:
-    a store that keeps sending, too slowly for any single read to time out."""
+    """With ``trickle_ms`` set, a store call's answer (not a login's or a document's: no
+    fault applies to those) sends its body one byte every ``trickle_ms``: a store that
+    keeps sending, too slowly for any single read to time out."""
     delay = int(account.faults.trickle_ms) / 1000
-    if not delay or response.is_streamed:
+    if not delay or response.is_streamed or not g.get("sandbox_store_call"):
         return response
     body = response.get_data()
 
