@@ -70,11 +70,12 @@ class AmazonFeeds:
         """Send the account's due packages as one feed. Should the database go away
         meanwhile, the rows claimed so far are released by this process's next job, as
         after a single send."""
-        claimed: list[int] = []
+        claimed: dict[int, str | None] = {}  # row -> the feed that took it
         with self.service.database_lost_leaves_orphans(claimed):
             return self._submit(account_id, limit, claimed)
 
-    def _submit(self, account_id: int, limit: int, claimed: list[int]) -> FeedStep:
+    def _submit(self, account_id: int, limit: int, claimed: dict[int, str | None]
+                ) -> FeedStep:
         self.service.release_orphaned_claims()
         rows = self._claim_batch(account_id, limit, claimed)
         if not rows:
@@ -89,29 +90,24 @@ class AmazonFeeds:
                       else None)
         finally:
             connector.close()
+        if result is not None and result.outcome is Outcome.ACCEPTED:
+            claimed.update((row.id, str(result.data)) for row, _ in ready)
         now = self.service.now()
         ours = self._release_batch([row.id for row in rows])
         refused = [(row, problem) for row, problem in refused if row.id in ours]
         ready = [(row, problem) for row, problem in ready if row.id in ours]
         for row, problem in refused:  # fails alone, like a single confirmShipment would
-            self._attempt(row, problem, now)
+            self.service.add_attempt(row, problem, now)
             self.service._fail_attempt(row, problem, now)
             row.claimed_by = row.claimed_at = None
         step = FeedStep("failed", rows=len(ready))
         if result is not None and result.outcome is Outcome.ACCEPTED:
             feed_id = str(result.data)
             for row, _ in ready:
-                self._attempt(row, Result(Outcome.ACCEPTED, f"Sent in Amazon feed {feed_id}",
-                                          http_status=result.http_status,
-                                          request_id=result.request_id,
-                                          latency_ms=result.latency_ms), now)
-                row.status = WritebackStatus.SUBMITTED
-                row.feed_id = feed_id
-                row.submitted_at = now
-                row.verify_checks = 0
-                row.last_error = f"In Amazon feed {feed_id}, waiting for its processing report"
-                row.next_attempt_at = now + self.poll_every
-                row.claimed_by = row.claimed_at = None
+                self.service.into_feed(row, feed_id, Result(
+                    Outcome.ACCEPTED, f"Sent in Amazon feed {feed_id}",
+                    http_status=result.http_status, request_id=result.request_id,
+                    latency_ms=result.latency_ms), now, now + self.poll_every)
             step = FeedStep("submitted", feed_id, len(ready), now + self.poll_every)
         elif result is not None:
             for row, _ in ready:
@@ -119,7 +115,7 @@ class AmazonFeeds:
                     row.attempt_count -= 1
                     row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
                 else:
-                    self._attempt(row, result, now)
+                    self.service.add_attempt(row, result, now)
                     self.service._fail_attempt(row, result, now)
                 row.claimed_by = row.claimed_at = None
         self.session.commit()
@@ -180,7 +176,8 @@ class AmazonFeeds:
         return list(ids)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _claim_batch(self, account_id: int, limit: int, claimed: list[int]) -> list[Writeback]:
+    def _claim_batch(self, account_id: int, limit: int, claimed: dict[int, str | None]
+                     ) -> list[Writeback]:
         """Claim up to ``limit`` due rows, each numbering its attempt; their ids go into
         ``claimed`` before the claim is written, in case it lands unseen."""
         service, now = self.service, self.service.now()
@@ -192,7 +189,7 @@ class AmazonFeeds:
         if not ids:
             self.session.rollback()
             return []
-        claimed.extend(ids)
+        claimed.update(dict.fromkeys(ids))
         self.session.execute(
             sa.update(Writeback).where(Writeback.id.in_(ids), *conditions)
             .values(claimed_by=service.worker_id, claimed_at=now,
@@ -217,14 +214,6 @@ class AmazonFeeds:
             log.warning("amazon feed: %d rows were taken over while the feed was sent; "
                         "their result is dropped", len(ids) - len(kept))
         return kept
-
-    def _attempt(self, row: Writeback, result: Result, now: dt.datetime) -> None:
-        self.session.add(Attempt(
-            company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
-            started_at=now, outcome=result.outcome.value, http_status=result.http_status,
-            request_id=result.request_id, message=result.message or None,
-            latency_ms=result.latency_ms))
-        row.last_attempt_at = now
 
     def _fail_feed_record(self, row: Writeback, message: str, now: dt.datetime) -> None:
         """The feed attempt of this row failed: its timeline entry says so, and the row

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -111,13 +111,19 @@ class Step:
 
 ConnectorFactory = Callable[[Writeback], Connector]
 
+class _Orphan(NamedTuple):
+    noted: float  # time.monotonic() when the database was lost
+    feed_id: str | None = None  # the Amazon feed that took the row, if one had
+
+
 #: Claims this process could not end because the database went away during the job:
-#: (row id, worker id) -> when noted (monotonic). Its next job that reaches the database
-#: releases them as the sweeper would, instead of leaving the rows to wait out
-#: SHIPGEAR_CLAIM_STALE_AFTER. Only this process knows that those jobs are over; if it
-#: dies, or the row stays locked (a connection the server has not noticed is gone), the
-#: sweeper still does, and the note is dropped once the claim would be stale anyway.
-_ORPHANED: dict[tuple[int, str], float] = {}
+#: (row id, worker id) -> _Orphan. Its next job that reaches the database releases them
+#: as the sweeper would, instead of leaving the rows to wait out
+#: SHIPGEAR_CLAIM_STALE_AFTER; a row that Amazon took in a feed goes on to wait for that
+#: feed's report instead. Only this process knows that those jobs are over; if it dies,
+#: or the row stays locked (a connection the server has not noticed is gone), the sweeper
+#: still does, and the note is dropped once the claim would be stale anyway.
+_ORPHANED: dict[tuple[int, str], _Orphan] = {}
 _ORPHANED_LOCK = threading.Lock()
 
 
@@ -279,7 +285,7 @@ class WritebackService:
     # -- sending ---------------------------------------------------------------------------
     def send(self, writeback_id: int) -> Step:
         """One write-back attempt for a pending row."""
-        with self.database_lost_leaves_orphans([writeback_id]):
+        with self.database_lost_leaves_orphans({writeback_id: None}):
             return self._send(writeback_id)
 
     def _send(self, writeback_id: int) -> Step:
@@ -407,7 +413,7 @@ class WritebackService:
     # -- verifying -------------------------------------------------------------------------
     def verify(self, writeback_id: int) -> Step:
         """One verification check of a submitted row (B1)."""
-        with self.database_lost_leaves_orphans([writeback_id]):
+        with self.database_lost_leaves_orphans({writeback_id: None}):
             return self._verify(writeback_id)
 
     def _verify(self, writeback_id: int) -> Step:
@@ -477,8 +483,8 @@ class WritebackService:
             return 0
         now = self.now()
         done, released = [], 0
-        for (writeback_id, worker_id), noted in pending:
-            if time.monotonic() - noted > self.policy.claim_stale_after:
+        for (writeback_id, worker_id), orphan in pending:
+            if time.monotonic() - orphan.noted > self.policy.claim_stale_after:
                 done.append((writeback_id, worker_id))  # the sweeper's by now
                 continue
             # The claim is cleared by one guarded UPDATE, so of two threads releasing the
@@ -486,7 +492,13 @@ class WritebackService:
             # seen to end) is skipped and tried again by the next job.
             row = self._update_unlocked(writeback_id, [Writeback.claimed_by == worker_id],
                                         {"claimed_by": None, "claimed_at": None})
-            if row is not None:
+            if row is not None and orphan.feed_id and row.status == WritebackStatus.PENDING:
+                self.into_feed(row, orphan.feed_id, Result(
+                    Outcome.ACCEPTED, f"Sent in Amazon feed {orphan.feed_id} (recorded once "
+                    "the database was back)"), now, poll_at=now)
+                done.append((writeback_id, worker_id))
+                released += 1
+            elif row is not None:
                 self._release(row, now, "The database was lost during this attempt")
                 done.append((writeback_id, worker_id))
                 released += 1
@@ -519,20 +531,46 @@ class WritebackService:
             row.last_attempt_at = now
             self._fail_attempt(row, Result(Outcome.RETRYABLE, message, maybe_applied=True), now)
 
+    def add_attempt(self, row: Writeback, result: Result, now: dt.datetime) -> None:
+        """The timeline entry of the row's current attempt (number ``attempt_count``),
+        for attempts made in batches (Amazon feeds)."""
+        self.session.add(Attempt(
+            company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
+            started_at=now, outcome=result.outcome.value, http_status=result.http_status,
+            request_id=result.request_id, message=result.message or None,
+            latency_ms=result.latency_ms))
+        row.last_attempt_at = now
+
+    def into_feed(self, row: Writeback, feed_id: str, result: Result, now: dt.datetime,
+                  poll_at: dt.datetime) -> None:
+        """The row's attempt went out in Amazon feed ``feed_id``: recorded as accepted,
+        and the row, unclaimed, waits for the feed's processing report (polled from
+        ``poll_at``) instead of being sent again."""
+        self.add_attempt(row, result, now)
+        row.status = WritebackStatus.SUBMITTED
+        row.feed_id = feed_id
+        row.submitted_at = now
+        row.verify_checks = 0
+        row.last_error = f"In Amazon feed {feed_id}, waiting for its processing report"
+        row.next_attempt_at = poll_at
+        row.claimed_by = row.claimed_at = None
+
     @contextlib.contextmanager
-    def database_lost_leaves_orphans(self, writeback_ids: list[int]):
+    def database_lost_leaves_orphans(self, claimed: dict[int, str | None]):
         """A database error anywhere in a job may leave its rows claimed (the claim's
         commit may have landed unseen, the record never did): note them for this
-        process's next job to release. ``writeback_ids`` may be filled in within the
-        block, as a batch claim learns its rows."""
+        process's next job to release. ``claimed`` maps each row to the Amazon feed
+        that took it (None: none did) and may be filled in within the block, as a batch
+        claim learns its rows and Amazon answers."""
         try:
             yield
         except sa.exc.SQLAlchemyError:
             self._held = None
             noted = time.monotonic()
             with _ORPHANED_LOCK:
-                for writeback_id in writeback_ids:
-                    _ORPHANED.setdefault((writeback_id, self.worker_id), noted)
+                for writeback_id, feed_id in claimed.items():
+                    _ORPHANED.setdefault((writeback_id, self.worker_id),
+                                         _Orphan(noted, feed_id))
             with contextlib.suppress(sa.exc.SQLAlchemyError):
                 self.session.rollback()
             raise

@@ -26,7 +26,7 @@ from shipgear_exchange_plugin.devhost import normalise_database_url
 from shipgear_exchange_plugin.devhost.models import db
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.devhost.shipments import process_shipment
-from shipgear_exchange_plugin.models import Attempt, StoreAccount, Writeback
+from shipgear_exchange_plugin.models import Attempt, StoreAccount, Writeback, utcnow
 from shipgear_exchange_plugin.paths import OPENAPI_PATH
 
 from .conftest import PG_URL, ROOT, SERVICES_ONLY
@@ -470,9 +470,9 @@ def test_a_row_whose_job_lost_the_database_goes_on_once_it_is_back_not_minutes_l
 def test_an_amazon_feed_that_lost_the_database_leaves_no_row_claimed_for_minutes(
         make_app, gate, sandbox):
     """The database goes away while Amazon is taking a feed of three packages: the job
-    cannot record it. Once the database is back, the next job of the same process
-    releases all three claims; each row's next attempt asks Amazon first, finds the
-    feed's shipment, and confirms nothing again."""
+    cannot record it. Once the database is back, the next job of the same process ends
+    all three claims, and since Amazon had taken the feed, each row waits for that
+    feed's report (as if it had been recorded in time) instead of being sent again."""
     import threading
 
     from shipgear_exchange_plugin import runtime
@@ -484,7 +484,8 @@ def test_an_amazon_feed_that_lost_the_database_leaves_no_row_claimed_for_minutes
     in_feed = [ship(app, f"113-000000{n}-000000{n}", f"1ZFEEDLOST{n}", platform="amazon")
                for n in range(1, 4)]
     other = ship(app, "820002", "1ZDBLOST0002")
-    requests.put(f"{sandbox.url}/_sandbox/amazon/c1/settings", json={"feed_delay_s": 0.2},
+    # Amazon takes minutes to process a feed: long after the rows' first retry would be due.
+    requests.put(f"{sandbox.url}/_sandbox/amazon/c1/settings", json={"feed_delay_s": 3},
                  timeout=5).raise_for_status()
     sandbox_faults(sandbox, "amazon", write_latency_ms=1000)  # each POST lands after 1 s
     host = app.extensions["exchange.host"]
@@ -512,19 +513,32 @@ def test_an_amazon_feed_that_lost_the_database_leaves_no_row_claimed_for_minutes
         assert runtime.writeback_service(host).send(other).status == "success"
         rows = db.session.execute(sa.select(Writeback).where(
             Writeback.id.in_(in_feed))).scalars().all()
-        assert [(r.claimed_by, r.needs_check, r.error_count) for r in rows] == [
-            (None, True, 1)] * 3
-        assert all("database was lost" in r.last_error for r in rows)
+        assert [(r.claimed_by, r.status, r.error_count) for r in rows] == [
+            (None, "submitted", 0)] * 3
+        (feed_id,) = {r.feed_id for r in rows}
+        assert feed_id and all("waiting for its processing report" in r.last_error
+                               for r in rows)
         db.session.remove()
-        time.sleep(0.3)  # the first retry delay; the stale time (300 s) plays no part
+        # Sent again now, a row would confirm its package a second time. It is not due;
+        # the sweeper polls its feed instead.
+        assert {runtime.writeback_service(host).send(i).action for i in in_feed} == {"skipped"}
+        feeds = runtime.amazon_feeds(host)
+        assert feeds.feeds_due() == [feed_id]
+        deadline = time.monotonic() + 10
+        while (step := feeds.poll(feed_id)).action == "waiting":
+            assert time.monotonic() < deadline, "the feed is processed within 10 s"
+            time.sleep(0.5)
+        assert step.action == "mapped"
+        db.session.execute(sa.update(Writeback).where(Writeback.id.in_(in_feed))
+                           .values(next_attempt_at=utcnow()))  # its first check: now
+        db.session.commit()
         for row_id in in_feed:
-            assert runtime.writeback_service(host).send(row_id).status == "success"
+            assert runtime.writeback_service(host).verify(row_id).status == "success"
         outcomes = db.session.execute(sa.select(Attempt.writeback_id, Attempt.number,
                                                 Attempt.outcome).where(
-            Attempt.writeback_id.in_(in_feed)).order_by(Attempt.id)).all()
+            Attempt.writeback_id.in_(in_feed))).all()
         db.session.remove()
-    assert sorted(tuple(o) for o in outcomes) == sorted(
-        [(i, 1, "interrupted") for i in in_feed] + [(i, 2, "verified") for i in in_feed])
+    assert sorted(tuple(o) for o in outcomes) == [(i, 1, "accepted") for i in sorted(in_feed)]
     amazon = sandbox.store.account("amazon", "c1")
     assert not [r for r in amazon.requests if r["path"].endswith("/shipmentConfirmation")]
     assert len(amazon.writes) == 3 and amazon.duplicates() == {}

@@ -598,9 +598,10 @@ def test_a_claim_whose_job_lost_the_database_is_released_once_by_the_next_job(en
             row.claimed_by, row.claimed_at, row.attempt_count = worker, clock(), 1
         db.session.commit()
         engine._ORPHANED.clear()
-        engine._ORPHANED[(first, "w-lost")] = time.monotonic()
-        engine._ORPHANED[(second, "w-gone")] = time.monotonic()  # "w-alive" holds it now
-        engine._ORPHANED[(999, "w-old")] = time.monotonic() - FAST.claim_stale_after - 1
+        engine._ORPHANED[(first, "w-lost")] = engine._Orphan(time.monotonic())
+        engine._ORPHANED[(second, "w-gone")] = engine._Orphan(time.monotonic())  # w-alive's now
+        engine._ORPHANED[(999, "w-old")] = engine._Orphan(
+            time.monotonic() - FAST.claim_stale_after - 1)
         assert service(engine_app, clock).release_orphaned_claims() == 1
         assert engine._ORPHANED == {}
         assert service(engine_app, clock).release_orphaned_claims() == 0
