@@ -424,6 +424,19 @@ def test_a_feed_runs_to_done_and_maps_results_per_package(seller):
     assert document["contentType"] == "text/tab-separated-values; charset=UTF-8"
 
 
+def test_a_feed_nobody_polls_is_still_applied_when_its_time_comes(seller):
+    """Amazon processes a feed whether or not its sender asks about it (the poll job may
+    be lost): once the feed's time has passed, the order shows the package."""
+    seller.settings(strict_orders=True, feed_delay_s=0.4)
+    seller.order(ORDER, ("5551", "SKU-1000", 2))
+    amazon = seller.connector()
+    assert amazon.submit_feed([package()]).outcome is Outcome.ACCEPTED
+    assert amazon.verify(package()).outcome is Outcome.NOT_YET_VISIBLE  # still in the queue
+    time.sleep(0.5)
+    assert amazon.verify(package()).outcome is Outcome.VERIFIED, "no getFeed call was made"
+    assert [w["operation"] for w in seller.get("writes")] == ["feed"]
+
+
 def test_gzip_processing_reports_are_unpacked_and_a_broken_one_is_not_taken_for_results(
         seller):
     """Amazon often sends processing reports compressed (getFeedDocument's
