@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import signal
 import subprocess
 import sys
@@ -122,6 +123,13 @@ def cpu_by_process(wanted) -> dict[int, float]:
 
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def own_cpu_seconds() -> float:
+    """This script's CPU (enqueueing the no-op jobs, polling the rows' states), which the
+    whole machine's figures leave out; redis-server's share of the enqueueing stays in."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine_cpu_seconds() -> float:
@@ -399,7 +407,7 @@ def main() -> int:
         # are their first health probes here.
         workers = Workers(env, args.logs, args.workers, label="noop")
         startup, cpu_before = wait_until_idle(workers, connection, args.workers, groups)
-        machine_before = machine_cpu_seconds()
+        machine_before = machine_cpu_seconds() - own_cpu_seconds()
         _, idle_working = worker_counters(connection)  # RQ counts some of the idle wait
         for at in range(0, noop_jobs, 1000):
             with connection.pipeline() as pipe:
@@ -414,7 +422,7 @@ def main() -> int:
         noop_working -= idle_working
         noop_cpu = {name: cpu_used(cpu_before[name], cpu_by_process(wanted))
                     for name, wanted in groups.items()}
-        noop_cpu["whole machine"] = machine_cpu_seconds() - machine_before
+        noop_cpu["whole machine"] = machine_cpu_seconds() - own_cpu_seconds() - machine_before
         workers.stop()
         workers = None
         noop_span, noop_results = job_span(connection, ids)
@@ -430,7 +438,9 @@ def main() -> int:
         print(f"  {args.shipments} shipments in {shipping:.1f}s "
               f"({args.shipments / shipping:.0f}/s, outbox rows and first jobs included); "
               f"{queue.count} send jobs queued")
-        machine_before = machine_cpu_seconds()
+        calls_before = sum(requests.get(f"{sandbox_url}/_bench/answered",
+                                        timeout=30).json().values())
+        machine_before = machine_cpu_seconds() - own_cpu_seconds()
         workers = Workers(env, args.logs, args.workers, profile_dir=args.profile, label="wb")
         cpu_before = {name: cpu_by_process(wanted) for name, wanted in groups.items()}
         started = time.monotonic()
@@ -450,7 +460,7 @@ def main() -> int:
         jobs_done, working = worker_counters(connection)
         cpu = {name: cpu_used(cpu_before[name], cpu_by_process(wanted))
                for name, wanted in groups.items()}
-        cpu["whole machine"] = machine_cpu_seconds() - machine_before
+        cpu["whole machine"] = machine_cpu_seconds() - own_cpu_seconds() - machine_before
         cpu[WORKERS] -= startup  # as measured in the no-op phase, as is the machine's
         cpu["whole machine"] -= startup
         status_jobs = sum(Queue(name, connection=connection).finished_job_registry.count
@@ -468,7 +478,7 @@ def main() -> int:
         wb_jobs = jobs_done - status_jobs
         job_rate, row_rate = wb_jobs / span, args.shipments / span
         answered = requests.get(f"{sandbox_url}/_bench/answered", timeout=30).json()
-        calls = sum(answered.values())
+        calls = sum(answered.values()) - calls_before  # the write-back phase's
         throttled = sum(n for k, n in answered.items() if k.endswith("/429"))
         print(f"\nwrite-backs: {args.shipments} in {span:.2f}s, final {counts}")
         print(f"  {wb_jobs} write-back jobs = {job_rate:.1f} jobs/s: {attempts} send attempts "
@@ -480,13 +490,16 @@ def main() -> int:
         print(f"  {row_rate:.1f} write-backs/s")
         print(f"  {working / span / args.workers:.0%} of the workers' wall time inside job "
               "functions")
-        print(f"  store calls: {calls} ({calls / args.shipments:.1f} per write-back); "
-              f"answered 429 (a store's rate limit exceeded): {throttled}")
+        print(f"  store calls in the write-back phase: {calls} ({calls / args.shipments:.1f} "
+              "per write-back, the health probes' and product syncs' included); answered "
+              f"429 (a store's rate limit exceeded) in the whole run: {throttled}")
         print("  CPU seconds during the write-back phase: " + ", ".join(
             f"{k} {v:.0f}" for k, v in cpu.items()) + f" (of {span * os.cpu_count():.0f} "
             "available; redis-server and the machine include other clients)")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-        print(f"  (the workers' start-up, {startup:.1f} CPU s, is left out of both phases)")
+        print(f"  (the workers' start-up, {startup:.1f} CPU s, and this script's own CPU are "
+              "left out of both phases; the write-back phase's figures include its sweeper "
+              "and health-probe jobs)")
         print_cost(noop_cpu, noop_jobs, cpu, args.shipments)
         ratio = job_rate / noop_rate
         print(f"\nratio, write-back jobs/s to no-op jobs/s: {ratio:.3f} (target >= 0.5: "
@@ -514,9 +527,10 @@ def main() -> int:
 def print_cost(noop_cpu: dict[str, float], noop_jobs: int, cpu: dict[str, float],
                shipments: int) -> None:
     """CPU milliseconds per no-op job and per write-back, by process group. With every
-    core busy, the ratio would be the inverse of a write-back's cost counted in no-op
-    jobs; taking out the sandbox's share estimates it with the stores on other machines,
-    as in production. Estimates only: the target is the ratio of measured rates."""
+    core busy, write-backs/s to no-op jobs/s would be the inverse of a write-back's cost
+    counted in no-op jobs; taking out the sandbox's share estimates it with the stores on
+    other machines, as in production. Estimates only: the target is the ratio of the
+    measured rates."""
     per_job = {k: v * 1000 / noop_jobs for k, v in noop_cpu.items() if v >= 0.05}
     per_row = {k: v * 1000 / shipments for k, v in cpu.items()}
     print("  CPU ms per no-op job: " + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items()))
@@ -524,8 +538,8 @@ def print_cost(noop_cpu: dict[str, float], noop_jobs: int, cpu: dict[str, float]
     machine, stores = per_row["whole machine"], per_row["sandbox"]
     noop = per_job["whole machine"]
     print(f"  a write-back costs the machine the CPU of {machine / noop:.1f} no-op jobs (with "
-          f"the cores kept busy, a ratio of about {noop / machine:.2f}); the stores' share "
-          f"(the sandbox) taken out, {(machine - stores) / noop:.1f}: about "
+          f"the cores kept busy, write-backs/s to no-op jobs/s of about {noop / machine:.2f}); "
+          f"the stores' share (the sandbox) taken out, {(machine - stores) / noop:.1f}: about "
           f"{noop / (machine - stores):.2f} with the stores on other machines, as in "
           "production (estimates, not the target's measure)")
 
