@@ -121,6 +121,11 @@ def _ordering(flt: OrderFilter):
     return [c.desc() if flt.descending else c.asc() for c in columns]
 
 
+def _matching(company_id: int, flt: OrderFilter) -> sa.Select:
+    """The company's write-backs that ``flt`` lets through, in no order yet."""
+    return sa.select(Writeback).where(*_where(company_id, flt))
+
+
 def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
     """The grid's rows in the grid's order as ONE statement, for the exports: a file is
     read at one moment, so a shipment attempted while it streams is neither missed nor
@@ -130,7 +135,7 @@ def filtered(company_id: int, flt: OrderFilter) -> sa.Select:
     order = _ordering(flt)
     if flt.sort_key in NULLABLE:
         order[0] = order[0].nulls_last()
-    return sa.select(Writeback).where(*_where(company_id, flt)).order_by(*order)
+    return _matching(company_id, flt).order_by(*order)
 
 
 def segments(company_id: int, flt: OrderFilter) -> list[sa.Select]:
@@ -144,7 +149,7 @@ def segments(company_id: int, flt: OrderFilter) -> list[sa.Select]:
     spreadsheet, and on SQLite as on PostgreSQL. One ``ORDER BY ... NULLS LAST`` would say
     the same, but read backwards PostgreSQL's index has the NULLs first, so descending it
     would sort the whole table."""
-    query = sa.select(Writeback).where(*_where(company_id, flt)).order_by(*_ordering(flt))
+    query = _matching(company_id, flt).order_by(*_ordering(flt))
     if flt.sort_key not in NULLABLE:
         return [query]
     column = SORTS[flt.sort_key][0]
