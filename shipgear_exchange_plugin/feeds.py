@@ -90,8 +90,10 @@ class AmazonFeeds:
                       else None)
         finally:
             connector.close()
-        if result is not None and result.outcome is Outcome.ACCEPTED:
-            claimed.update((row.id, str(result.data)) for row, _ in ready)
+        feed_id = (str(result.data) if result is not None
+                   and result.outcome is Outcome.ACCEPTED else None)
+        if feed_id:  # Amazon has the feed: should the database go now, its rows wait for it
+            claimed.update((row.id, feed_id) for row, _ in ready)
         now = self.service.now()
         ours = self._release_batch([row.id for row in rows])
         refused = [(row, problem) for row, problem in refused if row.id in ours]
@@ -101,8 +103,7 @@ class AmazonFeeds:
             self.service._fail_attempt(row, problem, now)
             row.claimed_by = row.claimed_at = None
         step = FeedStep("failed", rows=len(ready))
-        if result is not None and result.outcome is Outcome.ACCEPTED:
-            feed_id = str(result.data)
+        if feed_id:
             for row, _ in ready:
                 self.service.into_feed(row, feed_id, Result(
                     Outcome.ACCEPTED, f"Sent in Amazon feed {feed_id}",

@@ -492,20 +492,20 @@ class WritebackService:
             # seen to end) is skipped and tried again by the next job.
             row = self._update_unlocked(writeback_id, [Writeback.claimed_by == worker_id],
                                         {"claimed_by": None, "claimed_at": None})
-            if row is not None and orphan.feed_id and row.status == WritebackStatus.PENDING:
+            if row is None:
+                if self.session.execute(sa.select(Writeback.id).where(
+                        Writeback.id == writeback_id, Writeback.claimed_by == worker_id)
+                        ).scalar() is not None:
+                    continue  # still that job's claim, but locked: the next job tries again
+            elif orphan.feed_id and row.status == WritebackStatus.PENDING:
                 self.into_feed(row, orphan.feed_id, Result(
                     Outcome.ACCEPTED, f"Sent in Amazon feed {orphan.feed_id} (recorded once "
                     "the database was back)"), now, poll_at=now)
-                done.append((writeback_id, worker_id))
                 released += 1
-            elif row is not None:
+            else:
                 self._release(row, now, "The database was lost during this attempt")
-                done.append((writeback_id, worker_id))
                 released += 1
-            elif self.session.execute(sa.select(Writeback.id).where(
-                    Writeback.id == writeback_id, Writeback.claimed_by == worker_id)
-                    ).scalar() is None:
-                done.append((writeback_id, worker_id))  # no longer that job's claim
+            done.append((writeback_id, worker_id))
         self.session.commit()
         with _ORPHANED_LOCK:
             for key in done:

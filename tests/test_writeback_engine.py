@@ -636,3 +636,31 @@ def test_checks_of_accepted_write_backs_go_ahead_of_a_backlog_of_sends(engine_ap
     scheduler.enqueue_scheduled_jobs()
     scheduler.release_locks()
     assert queue.get_job_ids() == [later, due_now, *sends]
+
+
+def test_a_row_amazon_took_in_a_feed_waits_for_that_feed_after_the_database_came_back(
+        engine_app):
+    """The feed job lost the database after Amazon had taken the feed: the release
+    records the attempt as accepted in that feed and leaves the row waiting for the
+    feed's report, due for a poll at once, instead of counting an interrupted attempt
+    that would send the package again while Amazon still processes the feed."""
+    import time
+
+    from shipgear_exchange_plugin import writeback as engine
+
+    clock = Clock()
+    (wid,) = ship(engine_app)
+    with engine_app.app_context():
+        row = db.session.get(Writeback, wid)
+        row.claimed_by, row.claimed_at, row.attempt_count = "w-feed", clock(), 1
+        db.session.commit()
+        engine._ORPHANED.clear()
+        engine._ORPHANED[(wid, "w-feed")] = engine._Orphan(time.monotonic(), "50001018")
+        assert service(engine_app, clock).release_orphaned_claims() == 1
+        assert engine._ORPHANED == {}
+        row = db.session.get(Writeback, wid)
+        assert (row.status, row.feed_id, row.claimed_by, row.error_count) == (
+            "submitted", "50001018", None, 0)
+        assert row.next_attempt_at <= clock() and not row.needs_check
+        db.session.remove()
+    assert [(a.number, a.outcome) for a in attempts(engine_app, wid)] == [(1, "accepted")]
