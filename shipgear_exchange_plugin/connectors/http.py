@@ -255,8 +255,7 @@ class StoreHttp:
                            if h in response.headers), None)
         try:
             body = self._body(response, started)
-        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
-                OSError, _TooSlow) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, _TooSlow) as exc:
             latency = self._elapsed(started)
             message = ("The store's answer broke off midway" if not isinstance(exc, _TooSlow)
                        else f"The store was still sending its answer after "

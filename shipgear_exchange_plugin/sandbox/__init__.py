@@ -56,10 +56,7 @@ def bind_account(bp, platform: str) -> None:
         key = values.pop("account_key")
         g.sandbox_account = current_app.extensions["sandbox"].account(platform, key)
 
-    @bp.after_request
-    def _trickle(response):
-        account = g.get("sandbox_account")
-        return response if account is None else faults.trickle(account, response)
+    bp.after_request(faults.trickle)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -31,7 +31,7 @@ def apply(account: Account, error: ErrorBuilder,
         account.requests.append({"at": account.clock(), "method": request.method,
                                  "path": request.path})
     faults = account.faults
-    g.sandbox_store_call = True  # the answer may be trickled (see trickle)
+    g.faulted_account = account  # a store call: its answer may be trickled (see trickle)
     if faults.outage == "hang":
         time.sleep(float(faults.hang_seconds))
         return Response("upstream timed out", status=504, mimetype="text/plain")
@@ -52,12 +52,14 @@ def apply(account: Account, error: ErrorBuilder,
     return None
 
 
-def trickle(account: Account, response: Response) -> Response:
-    """With ``trickle_ms`` set, a store call's answer (not a login's or a document's: no
-    fault applies to those) sends its body one byte every ``trickle_ms``: a store that
-    keeps sending, too slowly for any single read to time out."""
-    delay = int(account.faults.trickle_ms) / 1000
-    if not delay or response.is_streamed or not g.get("sandbox_store_call"):
+def trickle(response: Response) -> Response:
+    """With ``trickle_ms`` set, the answer to a store call that :func:`apply` saw (not a
+    login or a document: no fault applies to those) sends its body one byte every
+    ``trickle_ms``: a store that keeps sending, too slowly for any single read to time
+    out."""
+    account = g.get("faulted_account")
+    delay = int(account.faults.trickle_ms) / 1000 if account is not None else 0
+    if not delay or response.is_streamed:
         return response
     body = response.get_data()
 
