@@ -68,6 +68,18 @@ def bad_store() -> Flask:
     def ok():
         return {"ok": True}
 
+    @app.get("/trickle")
+    def trickle():  # a byte every 0.6 s: no single read waits long enough to time out
+        body = b'{"ok": true, "padding": "' + b"x" * 50 + b'"}'
+
+        def drip():
+            for at in range(len(body)):
+                time.sleep(0.6)
+                yield body[at:at + 1]
+
+        return Response(drip(), mimetype="application/json",
+                        headers={"Content-Length": str(len(body))})
+
     return app
 
 
@@ -235,3 +247,21 @@ def test_connections_outlive_a_job_and_a_broken_answer_does_not_reuse_its_own(
     assert huge.request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
     huge.close()
     assert ports[-1] != ports[-2]
+
+
+def test_a_trickled_answer_on_a_kept_connection_ends_at_the_deadline_and_is_not_reused(
+        keep_alive_store):
+    """A store that keeps the connection open while it trickles: the call ends at connect
+    + read seconds (the last read waits only for the time left), counts as possibly
+    landed, and the half-read connection is not handed to the next call."""
+    url, ports = keep_alive_store
+    store_http = http(url, timeout=(0.5, 1))
+    assert store_http.request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
+    started = time.monotonic()
+    reply = store_http.request(Api.ORDERS, "GET", "/trickle")
+    assert time.monotonic() - started < 1.7  # 1.5 s; a whole last read would end at 1.8
+    assert reply.error.outcome is Outcome.RETRYABLE and reply.error.maybe_applied
+    assert "still sending its answer after 1.5 s" in reply.error.message
+    assert store_http.request(Api.ORDERS, "GET", "/ok").json == {"ok": True}
+    store_http.close()
+    assert ports[0] == ports[1] != ports[2]  # kept for the trickle, then a fresh one
