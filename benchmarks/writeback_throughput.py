@@ -309,7 +309,8 @@ def main() -> int:
     from shipgear_exchange_plugin.devhost import create_app, init_db
     from shipgear_exchange_plugin.devhost.models import db
     from shipgear_exchange_plugin.devhost.seed import seed
-    from shipgear_exchange_plugin.models import Attempt, StoreAccount, Writeback
+    from shipgear_exchange_plugin.devhost.simulate import load_accounts
+    from shipgear_exchange_plugin.models import Attempt, Writeback
     from shipgear_exchange_plugin.ratelimit import DEFAULT_LIMITS
 
     args.logs.mkdir(parents=True, exist_ok=True)
@@ -357,12 +358,7 @@ def main() -> int:
         init_db(app)
         with app.app_context():
             seed(app, companies=args.companies, shipments=0, enabled=args.companies)
-            accounts = [(c, p, endpoint.rstrip("/").rsplit("/", 1)[1])
-                        for c, p, endpoint in db.session.execute(
-                            sa.select(StoreAccount.company_id, StoreAccount.platform,
-                                      StoreAccount.endpoint)
-                            .where(StoreAccount.platform.in_(platforms))
-                            .order_by(StoreAccount.company_id, StoreAccount.platform)).all()]
+            accounts = load_accounts(platforms)
             db.session.remove()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("SHIPGEAR") and k not in ("DATABASE_URL", "REDIS_URL")}

@@ -31,7 +31,7 @@ from rq.job import Job
 from shipgear_exchange_plugin import dispatch
 from shipgear_exchange_plugin.devhost.models import db
 from shipgear_exchange_plugin.devhost.seed import seed
-from shipgear_exchange_plugin.devhost.simulate import ship_spread
+from shipgear_exchange_plugin.devhost.simulate import load_accounts, ship_spread
 from shipgear_exchange_plugin.models import Attempt, StoreAccount, Writeback
 from shipgear_exchange_plugin.ratelimit import DEFAULT_LIMITS
 from shipgear_exchange_plugin.sandbox import SandboxServer, SandboxStore
@@ -187,12 +187,9 @@ def engine(make_app, private_redis, counting_sandbox, tmp_path):
 def _accounts(app, platforms: tuple[str, ...]) -> list[tuple[int, str, str]]:
     """(company id, platform, sandbox key) of every seeded account on these platforms."""
     with app.app_context():
-        rows = db.session.execute(sa.select(StoreAccount.company_id, StoreAccount.platform,
-                                            StoreAccount.endpoint)
-                                  .where(StoreAccount.platform.in_(platforms))
-                                  .order_by(StoreAccount.id)).all()
+        accounts = load_accounts(platforms)
         db.session.remove()
-    return [(c, p, endpoint.rstrip("/").rsplit("/", 1)[1]) for c, p, endpoint in rows]
+    return accounts
 
 
 def ship_many(app, sandbox: CountingSandbox, accounts: list[tuple[int, str, str]], count: int,

@@ -151,6 +151,16 @@ def load_order_id(platform: str, n: int) -> str:
     return str(700000 + n)
 
 
+def load_accounts(platforms: tuple[str, ...] | list[str]) -> list[tuple[int, str, str]]:
+    """(company id, platform, sandbox key) of every store account on these platforms, in
+    the order they were made: the accounts :func:`ship_spread` deals shipments to. In an
+    app context; the accounts point at the sandbox (``{sandbox}/{platform}/{key}``)."""
+    rows = db.session.execute(
+        sa.select(StoreAccount.company_id, StoreAccount.platform, StoreAccount.endpoint)
+        .where(StoreAccount.platform.in_(platforms)).order_by(StoreAccount.id)).all()
+    return [(c, p, endpoint.rstrip("/").rsplit("/", 1)[1]) for c, p, endpoint in rows]
+
+
 def ship_spread(host, sandbox_url: str, accounts: list[tuple[int, str, str]], count: int,
                 first: int = 0, progress: Callable[[int], None] | None = None) -> None:
     """``count`` one-package shipments, numbered from ``first``, dealt to ``accounts``
