@@ -8,10 +8,15 @@ verification, failed records (and every record of a FATAL or CANCELLED feed) tur
 row's attempt into a failed one, retried with backoff like any other. Rows of a feed
 are ordered by id both when submitted and when mapped, which is how the report's record
 numbers find their package.
+
+While a submit holds its rows they carry ``FEED_SENDING``: should the job end without
+knowing whether Amazon took the feed (createFeed unanswered, the worker killed), the rows
+wait as long as a feed may take to be processed, then ask Amazon before sending again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -20,7 +25,7 @@ import sqlalchemy as sa
 
 from .connectors import Outcome, Result, package_of
 from .models import Attempt, StoreAccount, Writeback, WritebackStatus
-from .writeback import WritebackService
+from .writeback import FEED_MAX_POLLS, FEED_SENDING, WritebackService
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,7 @@ DEFAULT_THRESHOLD = 25
 #: Largest feed we build (Amazon takes far more; smaller feeds report back sooner).
 MAX_FEED_ROWS = 500
 #: Checks of a feed's processing status before it counts as a failed attempt.
-MAX_POLLS = 60
+MAX_POLLS = FEED_MAX_POLLS
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,10 @@ class FeedStep:
 class AmazonFeeds:
     """Feed submission and polling on top of a :class:`WritebackService`."""
 
-    def __init__(self, service: WritebackService, poll_every: float = 30.0) -> None:
+    def __init__(self, service: WritebackService, poll_every: float | None = None) -> None:
         self.service = service
         self.session = service.session
-        self.poll_every = dt.timedelta(seconds=poll_every)
+        self.poll_every = dt.timedelta(seconds=poll_every or service.policy.feed_poll_every)
 
     def accounts_due(self, company_ids: list[int], threshold: int = DEFAULT_THRESHOLD,
                      forced: frozenset[int] = frozenset()) -> list[int]:
@@ -98,6 +103,8 @@ class AmazonFeeds:
         ours = self._release_batch([row.id for row in rows])
         refused = [(row, problem) for row, problem in refused if row.id in ours]
         ready = [(row, problem) for row, problem in ready if row.id in ours]
+        for row, _ in refused + ready:  # in no feed, or in the one recorded below
+            row.feed_id = None
         for row, problem in refused:  # fails alone, like a single confirmShipment would
             self.service.add_attempt(row, problem, now)
             self.service._fail_attempt(row, problem, now)
@@ -111,6 +118,11 @@ class AmazonFeeds:
                     latency_ms=result.latency_ms), now, now + self.poll_every)
             step = FeedStep("submitted", feed_id, len(ready), now + self.poll_every)
         elif result is not None:
+            if result.maybe_applied:  # createFeed's answer was lost: a feed may exist
+                result = dataclasses.replace(
+                    result, message=f"{result.message}. "
+                    + self.service.feed_unknown("createFeed went unanswered"),
+                    retry_after=max(result.retry_after or 0, self.service.policy.feed_settle))
             for row, _ in ready:
                 if result.deferred:
                     row.attempt_count -= 1
@@ -193,7 +205,7 @@ class AmazonFeeds:
         claimed.update(dict.fromkeys(ids))
         self.session.execute(
             sa.update(Writeback).where(Writeback.id.in_(ids), *conditions)
-            .values(claimed_by=service.worker_id, claimed_at=now,
+            .values(claimed_by=service.worker_id, claimed_at=now, feed_id=FEED_SENDING,
                     attempt_count=Writeback.attempt_count + 1)
             .execution_options(synchronize_session=False))
         self.session.commit()

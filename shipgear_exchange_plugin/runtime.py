@@ -37,9 +37,7 @@ def writeback_service(host: Host) -> WritebackService:
 
 
 def amazon_feeds(host: Host) -> AmazonFeeds:
-    config = host.app.config
-    return AmazonFeeds(writeback_service(host),
-                       poll_every=float(config.get("SHIPGEAR_FEED_POLL_EVERY") or 30))
+    return AmazonFeeds(writeback_service(host))  # polled every SHIPGEAR_FEED_POLL_EVERY
 
 
 def feed_threshold(host: Host) -> int:

@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 
 #: The longest wait between attempts whatever a store asks for.
 MAX_DELAY = dt.timedelta(hours=24)
+#: Checks of an Amazon feed's processing status before it counts as a failed attempt.
+FEED_MAX_POLLS = 60
+#: ``feed_id`` of a pending row while an Amazon feed submit holds it. Should that job end
+#: unseen (its worker killed, createFeed's answer lost), the row may be in a feed that
+#: Amazon has yet to process, and a confirmShipment now would ship the package twice.
+FEED_SENDING = "(sending)"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,9 @@ class Policy:
     verify_schedule: tuple[float, ...] = (20, 60, 300, 900, 3600, 7200)
     claim_stale_after: float = 300
     timeout: tuple[float, float] = (3.05, 15.0)
+    #: Seconds between checks of an Amazon feed; its processing may take FEED_MAX_POLLS of
+    #: them, which is also how long a row that may be in an unknown feed waits.
+    feed_poll_every: float = 30
 
     def __post_init__(self) -> None:
         # A claim is renewed before a store call once a third of it has passed, so two
@@ -82,7 +91,13 @@ class Policy:
             claim_stale_after=float(plugin_config.int_setting(config,
                                                               "SHIPGEAR_CLAIM_STALE_AFTER")),
             timeout=(timeout[0], timeout[1]),
+            feed_poll_every=float(config.get("SHIPGEAR_FEED_POLL_EVERY") or 30),
         )
+
+    @property
+    def feed_settle(self) -> float:
+        """How long Amazon may take to process a feed, in seconds, before we give up."""
+        return self.feed_poll_every * FEED_MAX_POLLS
 
     def retry_delay(self, failures: int, hint: float | None) -> dt.timedelta:
         """Wait after the ``failures``-th failure: the schedule, or the store's longer hint."""
@@ -519,17 +534,32 @@ class WritebackService:
         as failed and may have reached the store, so the next attempt asks first; a
         verification is simply redone."""
         row.claimed_by = row.claimed_at = None
+        in_feed = row.feed_id == FEED_SENDING
+        if in_feed:
+            row.feed_id = None
         if row.status != WritebackStatus.PENDING:
             return
         recorded = self.session.execute(sa.select(Attempt.id).where(
             Attempt.writeback_id == row.id, Attempt.number == row.attempt_count)).scalar()
         if recorded is None and row.attempt_count > 0:
             message = f"{why}; the next attempt asks the store first"
+            if in_feed:
+                message = self.feed_unknown(why)
             self.session.add(Attempt(
                 company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
                 started_at=row.last_attempt_at or now, outcome="interrupted", message=message))
             row.last_attempt_at = now
-            self._fail_attempt(row, Result(Outcome.RETRYABLE, message, maybe_applied=True), now)
+            self._fail_attempt(row, Result(
+                Outcome.RETRYABLE, message, maybe_applied=True,
+                retry_after=self.policy.feed_settle if in_feed else None), now)
+
+    def feed_unknown(self, why: str) -> str:
+        """The message of an Amazon feed attempt whose feed may exist unseen: the row waits
+        as long as Amazon may take to process a feed, so that asking Amazon then finds the
+        package if the feed had it, instead of confirming it a second time."""
+        return (f"{why} while sending an Amazon feed; the next attempt waits "
+                f"{self.policy.feed_settle / 60:g} minutes for any feed Amazon may have "
+                "taken to be processed, then asks Amazon first")
 
     def add_attempt(self, row: Writeback, result: Result, now: dt.datetime) -> None:
         """The timeline entry of the row's current attempt (number ``attempt_count``),
@@ -615,6 +645,8 @@ class WritebackService:
             row.next_attempt_at = now
             if row.claimed_at is None or row.claimed_at < stale:
                 row.claimed_by = row.claimed_at = None
+                if row.feed_id == FEED_SENDING:  # asked first (needs_check), as the user wants
+                    row.feed_id = None
             # else a worker is sending it right now: that attempt is the retry, and taking
             # the row from it could send the package twice
             self.session.add(AuditEvent(

@@ -4,11 +4,13 @@ record fails only its own row."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import requests
 import sqlalchemy as sa
 
+from shipgear_exchange_plugin.connectors import Outcome, package_of
 from shipgear_exchange_plugin.devhost.models import db
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.devhost.shipments import process_shipment
@@ -79,3 +81,112 @@ def test_a_feed_confirms_many_packages_and_fails_a_bad_record_alone(make_app, sa
         assert verified.status == "success"
     written = [w["order_id"] for w in sandbox.store.account("amazon", "c1").writes]
     assert sorted(written) == ["111-0000001-0000001", "111-0000002-0000002"]
+
+
+def _feed_setup(make_app, sandbox, **settings):
+    app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url)
+    with app.app_context():
+        seed(app, companies=1, shipments=0, enabled=1)
+    requests.put(f"{sandbox.url}/_sandbox/amazon/c1/settings",
+                 json={"strict_orders": True, **settings}, timeout=5)
+    ids = _ship_amazon(app, sandbox, [("111-0000001-0000001", "9001"),
+                                      ("111-0000002-0000002", "9002")])
+    return app, ids
+
+
+def _confirm_shipment_calls(sandbox) -> int:
+    return sum("shipmentConfirmation" in r["path"]
+               for r in sandbox.store.account("amazon", "c1").requests)
+
+
+def _send_when_due(app, clock: Clock, ids: list[int]) -> dict[int, Writeback]:
+    """Each row's next attempt, at the time it is due."""
+    with app.app_context():
+        engine = service(app, clock)
+        for writeback_id in ids:
+            clock.to(db.session.get(Writeback, writeback_id, populate_existing=True)
+                     .next_attempt_at)
+            engine.send(writeback_id)
+        return {w.id: w for w in db.session.execute(
+            sa.select(Writeback).where(Writeback.id.in_(ids))
+            .execution_options(populate_existing=True)).scalars()}
+
+
+def test_a_feed_whose_worker_died_after_createfeed_is_found_not_confirmed_again(
+        make_app, sandbox):
+    """The worker is killed once Amazon has queued the feed, before anything is recorded
+    (emulated: the claim and the feed are made, then the job's work is dropped). Asking
+    Amazon a minute later would find nothing yet, and confirmShipment would ship the
+    packages a second time when the feed is processed: the rows wait for the feed."""
+    app, ids = _feed_setup(make_app, sandbox, feed_delay_s=1.0)
+    clock = Clock()
+    with app.app_context():
+        engine = service(app, clock)
+        feeds = AmazonFeeds(engine, poll_every=1)
+        (account_id,) = feeds.accounts_due([1], threshold=2)
+        rows = feeds._claim_batch(account_id, 10, {})
+        connector = engine._connector_factory(rows[0])
+        assert connector.submit_feed([package_of(r) for r in rows]).outcome is Outcome.ACCEPTED
+        connector.close()
+        db.session.rollback()  # the job is gone with its worker
+
+        clock.now += dt.timedelta(seconds=FAST.claim_stale_after + 1)
+        assert engine.release_stale_claims() == 2
+        rows = db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))).scalars()
+        for row in rows:
+            assert (row.status, row.error_count, row.needs_check, row.feed_id) == (
+                "pending", 1, True, None)
+            assert row.next_attempt_at >= clock.now + dt.timedelta(seconds=FAST.feed_settle)
+            assert "waits 30 minutes for any feed Amazon may have taken" in row.last_error
+        # a minute later, when an ordinary interrupted attempt would go again: not due yet
+        clock.now += dt.timedelta(seconds=60)
+        assert engine.send(ids[0]).action == "skipped"
+    time.sleep(1.2)  # Amazon processes the feed meanwhile
+    rows = _send_when_due(app, clock, ids)
+    assert {row.status for row in rows.values()} == {"success"}
+    assert _confirm_shipment_calls(sandbox) == 0
+    shipped = sandbox.store.account("amazon", "c1").writes
+    assert sorted(w["order_id"] for w in shipped) == ["111-0000001-0000001",
+                                                      "111-0000002-0000002"]
+
+
+def test_a_createfeed_answer_that_never_came_waits_for_the_feed(make_app, sandbox):
+    """createFeed queued the feed but answered after the read timeout: the same wait, and
+    the package is then found on Amazon instead of confirmed again."""
+    app, ids = _feed_setup(make_app, sandbox, feed_delay_s=0.5, create_feed_answer_s=1.5)
+    clock = Clock()
+    with app.app_context():
+        feeds = AmazonFeeds(service(app, clock), poll_every=1)
+        (account_id,) = feeds.accounts_due([1], threshold=2)
+        step = feeds.submit(account_id)
+        assert (step.action, step.feed_id) == ("failed", None)
+        for row in db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))
+                                      ).scalars():
+            assert (row.status, row.needs_check, row.feed_id) == ("pending", True, None)
+            assert row.next_attempt_at >= clock.now + dt.timedelta(seconds=FAST.feed_settle)
+            assert "createFeed went unanswered" in row.last_error
+        assert feeds.accounts_due([1], threshold=2) == []  # not put in another feed either
+    time.sleep(1.5)
+    rows = _send_when_due(app, clock, ids)
+    assert {row.status for row in rows.values()} == {"success"}
+    assert _confirm_shipment_calls(sandbox) == 0
+    assert len(sandbox.store.account("amazon", "c1").feeds) == 1
+
+
+def test_a_feed_that_failed_before_createfeed_is_retried_on_the_usual_schedule(
+        make_app, sandbox):
+    """A timeout on createFeedDocument leaves no feed at Amazon: no wait, no check."""
+    app, ids = _feed_setup(make_app, sandbox)
+    requests.put(f"{sandbox.url}/_sandbox/amazon/c1/faults", json={"write_latency_ms": 1500},
+                 timeout=5)
+    clock = Clock()
+    with app.app_context():
+        feeds = AmazonFeeds(service(app, clock), poll_every=1)
+        (account_id,) = feeds.accounts_due([1], threshold=2)
+        assert feeds.submit(account_id).action == "failed"
+        for row in db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))
+                                      ).scalars():
+            assert (row.status, row.error_count, row.needs_check) == ("pending", 1, False)
+            assert row.next_attempt_at <= clock.now + dt.timedelta(
+                seconds=FAST.retry_schedule[0])
+    assert sandbox.store.account("amazon", "c1").feeds == {}

@@ -565,7 +565,9 @@ class AmazonConnector(HttpConnector):
     def submit_feed(self, packages: Sequence[Package]) -> Result:
         """createFeedDocument, upload the flat file, createFeed. ACCEPTED with ``data`` the
         feedId. Every package must pass :meth:`check` (the first that does not is returned,
-        nothing is sent): filter with it before batching."""
+        nothing is sent): filter with it before batching. Only createFeed puts a feed in
+        Amazon's queue, so only its failure may have ``maybe_applied``: a timeout there
+        means a feed may exist that nobody knows the id of."""
         if not packages:
             return Result(Outcome.NEEDS_FIXING, "No packages to send in a feed.")
         for package in packages:
@@ -577,7 +579,7 @@ class AmazonConnector(HttpConnector):
         reply = self._sp(Api.WRITEBACK, "POST", "/feeds/2021-06-30/documents",
                          json={"contentType": FEED_CONTENT_TYPE})
         if reply.error is not None:
-            return reply.error
+            return replace(reply.error, maybe_applied=False)  # a document alone does nothing
         document = reply.json if isinstance(reply.json, Mapping) else {}
         if not document.get("feedDocumentId") or not document.get("url"):
             return _garbled(reply, "createFeedDocument")
@@ -591,7 +593,7 @@ class AmazonConnector(HttpConnector):
                 f"{upload.error.message}"))
         self._record(Api.WRITEBACK, upload)
         if upload.error is not None:
-            return upload.error
+            return replace(upload.error, maybe_applied=False)
         reply = self._sp(Api.WRITEBACK, "POST", "/feeds/2021-06-30/feeds", json={
             "feedType": FULFILLMENT_FEED_TYPE, "marketplaceIds": [self.marketplace_id],
             "inputFeedDocumentId": str(document["feedDocumentId"])})

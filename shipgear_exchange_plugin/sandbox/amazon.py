@@ -26,6 +26,7 @@ a 429 carries ``QuotaExceeded`` and no Retry-After, as Amazon's does.
   (no SP-API auth, faults do not apply, the upload's Content-Type must match the one given
   to ``createFeedDocument``). Good rows are written like ``confirmShipment`` (one package
   per order and tracking number; a tracking number already on the order edits it).
+  ``create_feed_answer_s`` makes createFeed answer that much later, the feed already queued.
 - The processing report is Amazon's tab-separated flat-file report: a "Feed Processing
   Summary" with "Number of records processed" and "... successful", then a table
   ``original-record-number, order-id, order-item-id, error-code, error-type,
@@ -737,6 +738,7 @@ def create_feed():
             "createdTime": iso(now), "processingStatus": "IN_QUEUE",
             "inputFeedDocumentId": body["inputFeedDocumentId"], "created_at": now,
             "delay": float(account.settings.feed_delay_s), "request": body}
+    time.sleep(float(account.settings.create_feed_answer_s))
     response = jsonify(feedId=feed_id)
     response.status_code = 202
     return response

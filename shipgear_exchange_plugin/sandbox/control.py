@@ -9,8 +9,8 @@
   ``throttle``, ``auth_refused``, ``verify_lag_s``, ``trickle_ms`` (the body a byte at
   a time)); ``DELETE`` clears them.
 - ``PUT  /_sandbox/{platform}/{key}/settings``: ``strict_orders``, ``feed_delay_s``,
-  ``gzip_reports`` (Amazon), ``limits`` (e.g. ``{"confirmShipment": {"rate": 2,
-  "burst": 10}}``).
+  ``gzip_reports`` and ``create_feed_answer_s`` (Amazon), ``limits`` (e.g.
+  ``{"confirmShipment": {"rate": 2, "burst": 10}}``).
 - ``POST /_sandbox/{platform}/{key}/orders``: create orders
   ``{"orders": [{"order_id", "items": [{"order_item_id", "sku", "quantity"}]}]}`` or seed
   ``{"count": N}``; answers the orders created.

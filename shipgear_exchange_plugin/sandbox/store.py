@@ -58,6 +58,9 @@ class Faults:
 class Settings:
     strict_orders: bool = False
     feed_delay_s: float = 2.0  # IN_QUEUE -> IN_PROGRESS -> DONE, each taking about half
+    #: Amazon: createFeed queues the feed, then answers only after this long, so that a
+    #: client which stops waiting has a feed in the queue without knowing its id.
+    create_feed_answer_s: float = 0.0
     #: Amazon: processing reports stored gzip-compressed (getFeedDocument then says
     #: ``compressionAlgorithm: GZIP``), as Amazon often sends them.
     gzip_reports: bool = False
