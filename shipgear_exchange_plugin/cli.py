@@ -18,6 +18,8 @@ import click
 from flask import Flask
 
 DEFAULT_APP = "shipgear_exchange_plugin.devhost:create_app"
+#: Seconds over which the demo's seeded backlog comes due (see seed.spread_backlog).
+BACKLOG_SPREAD_S = 600
 
 
 def _factory(spec: str | None = None):
@@ -64,7 +66,7 @@ def demo(bind: str, port: int, shipments: int, ship_every: float) -> None:
     """
     from .devhost import init_db
     from .devhost.host import MEMORY_REDIS_URL
-    from .devhost.seed import DEMO_PASSWORD, seed
+    from .devhost.seed import DEMO_PASSWORD, seed, spread_backlog
     from .worker import EmbeddedWorker
 
     config = _demo_config()
@@ -91,6 +93,7 @@ def demo(bind: str, port: int, shipments: int, ship_every: float) -> None:
         if db.session.query(User).count() == 0:
             click.echo(f"Seeding demo data ({shipments} shipments)...")
             seed(app, companies=3, shipments=shipments)
+            spread_backlog(BACKLOG_SPREAD_S)
         if sandbox_app is not None:  # the stores know the orders still being written back
             from .devhost.simulate import apply_demo_faults, preload_open_orders
 

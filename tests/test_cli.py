@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -77,8 +79,8 @@ def test_demo_serves_the_plugin_page_with_the_documented_logins(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} and not k.startswith("SHIPGEAR")}
-    process = subprocess.Popen([SCRIPT, "demo", "--port", str(port), "--shipments", "200",
-                                "--ship-every", "1"],
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    process = subprocess.Popen([SCRIPT, "demo", "--port", str(port), "--ship-every", "1"],
                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -113,6 +115,21 @@ def test_demo_serves_the_plugin_page_with_the_documented_logins(tmp_path):
                          .json()["writes"] for platform in ("amazon", "shopify", "bigcommerce"))
             time.sleep(0.5)
         assert writes > 0, "no write-back reached the demo's sandbox"
+        # ... and the shipments processed since it started go out within seconds, not
+        # queued behind the seeded backlog (3,000 shipments, as `make demo` seeds).
+        database = sqlite3.connect(tmp_path / "instance" / "exchange-demo.sqlite")
+        first, deadline = None, time.monotonic() + 30
+        while (first is None or first[1] is None) and time.monotonic() < deadline:
+            first = database.execute(  # the first shipment the demo desk processed
+                "SELECT created_at, last_attempt_at FROM sgx_writeback WHERE created_at > ? "
+                "ORDER BY id LIMIT 1", (started.isoformat(sep=" "),)).fetchone()
+            time.sleep(0.5)
+        database.close()
+        assert first is not None and first[1] is not None, (
+            f"the demo's first new shipment was not attempted within 30 s: {first}")
+        waited = (dt.datetime.fromisoformat(first[1])
+                  - dt.datetime.fromisoformat(first[0])).total_seconds()
+        assert waited < 15, f"the demo's first new shipment waited {waited:.0f} s"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output, _ = process.communicate(timeout=20)

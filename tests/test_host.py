@@ -115,3 +115,28 @@ def test_install_from_the_plugins_page_creates_the_plugin_tables(make_app):
         assert db.session.get(InstalledPlugin, "shipgear-ecommerce").version == "0.1.0"
         assert "sgx_writeback" in sa.inspect(db.engine).get_table_names()
     assert "Installed." in client.get("/admin/plugins").get_data(as_text=True)
+
+
+def test_the_demo_backlog_comes_due_over_minutes_not_all_at_start(seeded):
+    """What `make demo` does after seeding: the seeded rows waiting for a step come due
+    one after another, so that new shipments are not queued behind all of them."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from shipgear_exchange_plugin.devhost.models import db
+    from shipgear_exchange_plugin.devhost.seed import spread_backlog
+    from shipgear_exchange_plugin.models import Writeback
+
+    now = dt.datetime.now(dt.UTC)
+    waiting = [Writeback.status.in_(["pending", "submitted"])]
+    with seeded.app_context():
+        before = db.session.execute(sa.select(sa.func.count()).where(*waiting)).scalar()
+        assert before > 10
+        assert spread_backlog(600, now=now) == before
+        due = sorted(db.session.execute(sa.select(Writeback.next_attempt_at).where(*waiting))
+                     .scalars())
+        due = [d.replace(tzinfo=dt.UTC) if d.tzinfo is None else d for d in due]
+        assert sum(d <= now for d in due) == 1  # the first one now, the last ten minutes on
+        assert now + dt.timedelta(seconds=540) < due[-1] < now + dt.timedelta(seconds=600)
+        assert len(set(due)) == before

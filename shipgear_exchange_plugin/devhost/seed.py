@@ -183,6 +183,24 @@ def seed(app: Flask, companies: int = 3, shipments: int = 3000, enabled: int | N
     return SeedResult(len(company_rows), len(accounts), shipments if accounts else 0)
 
 
+def spread_backlog(over: float, now: dt.datetime | None = None) -> int:
+    """The seeded rows that wait for a step (pending, submitted) come due one after
+    another over the next ``over`` seconds instead of all at once. Seeded as due, the
+    demo's few hundred would all be queued at its first start, and the shipments it
+    processes from its first minute would wait behind them. Returns how many moved."""
+    now = now or dt.datetime.now(dt.UTC)
+    ids = db.session.execute(sa.select(Writeback.id).where(
+        Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.SUBMITTED]),
+        Writeback.next_attempt_at <= now).order_by(Writeback.next_attempt_at, Writeback.id)
+    ).scalars().all()
+    step = over / max(1, len(ids))
+    db.session.execute(sa.update(Writeback), [
+        {"id": writeback_id, "next_attempt_at": now + dt.timedelta(seconds=n * step)}
+        for n, writeback_id in enumerate(ids)])
+    db.session.commit()
+    return len(ids)
+
+
 #: Shipments per transaction: COPY streams, so PostgreSQL takes big batches; SQLite's
 #: multi-row INSERTs are bounded by its bind-parameter limit per statement anyway.
 COPY_BATCH = 20_000
