@@ -11,12 +11,13 @@ numbers find their package.
 
 While a submit holds its rows they carry ``FEED_SENDING``: should the job end without
 knowing whether Amazon took the feed (createFeed unanswered, the worker killed), the rows
-wait as long as a feed may take to be processed, then ask Amazon before sending again.
+(then ``FEED_UNKNOWN``) wait as long as a feed may take to be processed, then ask Amazon
+before sending again. A feed still unprocessed after MAX_POLLS checks may be processed
+later, so its rows also ask first.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -118,15 +119,13 @@ class AmazonFeeds:
                     latency_ms=result.latency_ms), now, now + self.poll_every)
             step = FeedStep("submitted", feed_id, len(ready), now + self.poll_every)
         elif result is not None:
-            if result.maybe_applied:  # createFeed's answer was lost: a feed may exist
-                result = dataclasses.replace(
-                    result, message=f"{result.message}. "
-                    + self.service.feed_unknown("createFeed went unanswered"),
-                    retry_after=max(result.retry_after or 0, self.service.policy.feed_settle))
             for row, _ in ready:
                 if result.deferred:
                     row.attempt_count -= 1
                     row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
+                elif result.maybe_applied:  # createFeed's answer was lost: a feed may exist
+                    self.service.add_attempt(row, result, now)
+                    self.service.fail_in_unknown_feed(row, result, now)
                 else:
                     self.service.add_attempt(row, result, now)
                     self.service._fail_attempt(row, result, now)
@@ -169,7 +168,8 @@ class AmazonFeeds:
             if polls >= MAX_POLLS:
                 row.feed_id = None
                 self._fail_feed_record(row, f"Amazon had not processed feed {feed_id} after "
-                                       f"{polls} checks: {result.message}", now)
+                                       f"{polls} checks: {result.message}", now,
+                                       maybe_applied=True)  # it may yet: ask first
             else:
                 row.last_error = f"In Amazon feed {feed_id}: {result.message}"
                 row.next_attempt_at = now + self.poll_every
@@ -228,7 +228,8 @@ class AmazonFeeds:
                         "their result is dropped", len(ids) - len(kept))
         return kept
 
-    def _fail_feed_record(self, row: Writeback, message: str, now: dt.datetime) -> None:
+    def _fail_feed_record(self, row: Writeback, message: str, now: dt.datetime,
+                          maybe_applied: bool = False) -> None:
         """The feed attempt of this row failed: its timeline entry says so, and the row
         is retried (or fails for good at the 5th failure)."""
         attempt = self.session.execute(sa.select(Attempt).where(
@@ -237,5 +238,6 @@ class AmazonFeeds:
             attempt.outcome = Outcome.RETRYABLE.value
             attempt.message = f"Amazon feed record failed: {message}"
         row.status = WritebackStatus.PENDING
-        self.service._fail_attempt(row, Result(Outcome.RETRYABLE,
-                                               f"Amazon feed record failed: {message}"), now)
+        self.service._fail_attempt(row, Result(
+            Outcome.RETRYABLE, f"Amazon feed record failed: {message}",
+            maybe_applied=maybe_applied), now)

@@ -20,6 +20,7 @@ shared rate limiter costs no attempt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -57,6 +58,9 @@ FEED_MAX_POLLS = 60
 #: unseen (its worker killed, createFeed's answer lost), the row may be in a feed that
 #: Amazon has yet to process, and a confirmShipment now would ship the package twice.
 FEED_SENDING = "(sending)"
+#: ``feed_id`` of a row whose last attempt may be in such a feed: it waits
+#: ``Policy.feed_settle`` from that attempt (Retry now too), then asks Amazon first.
+FEED_UNKNOWN = "(unknown)"
 
 
 @dataclass(frozen=True)
@@ -358,6 +362,8 @@ class WritebackService:
                         next_number=row.attempt_count + 1, throttled=True,
                         account_id=row.account_id, platform=row.account.platform)
             return step if self._save(row) else Step(row.id, "lost")
+        if row.feed_id == FEED_UNKNOWN:  # this attempt asked Amazon first: settled
+            row.feed_id = None
         attempt = Attempt(
             company_id=row.company_id, writeback_id=row.id, number=number, started_at=started,
             outcome=result.outcome.value, http_status=result.http_status,
@@ -412,6 +418,12 @@ class WritebackService:
         if result.outcome is Outcome.NEEDS_FIXING:
             return self._final(row, "The store refused this shipment, and sending it again "
                                     f"will not help: {result.message}")
+        if row.error_count >= MAX_ATTEMPTS and row.feed_id == FEED_UNKNOWN:
+            return self._final(row, f"Failed after {MAX_ATTEMPTS} attempts, the last in an "
+                                    "Amazon feed whose fate is unknown: Amazon may still ship "
+                                    "the package from it. Check the order on Amazon before "
+                                    "confirming it by hand; Retry now waits for the feed, "
+                                    f"then asks Amazon first. ({result.message})")
         if row.error_count >= MAX_ATTEMPTS:
             return self._final(row, f"Failed after {MAX_ATTEMPTS} attempts; confirm it on the "
                                     f"store by hand. Last error: {result.message}")
@@ -544,22 +556,37 @@ class WritebackService:
         if recorded is None and row.attempt_count > 0:
             message = f"{why}; the next attempt asks the store first"
             if in_feed:
-                message = self.feed_unknown(why)
+                message = f"{why} while sending an Amazon feed"
             self.session.add(Attempt(
                 company_id=row.company_id, writeback_id=row.id, number=row.attempt_count,
                 started_at=row.last_attempt_at or now, outcome="interrupted", message=message))
             row.last_attempt_at = now
-            self._fail_attempt(row, Result(
-                Outcome.RETRYABLE, message, maybe_applied=True,
-                retry_after=self.policy.feed_settle if in_feed else None), now)
+            result = Result(Outcome.RETRYABLE, message, maybe_applied=True)
+            if in_feed:
+                self.fail_in_unknown_feed(row, result, now)
+            else:
+                self._fail_attempt(row, result, now)
 
-    def feed_unknown(self, why: str) -> str:
-        """The message of an Amazon feed attempt whose feed may exist unseen: the row waits
-        as long as Amazon may take to process a feed, so that asking Amazon then finds the
-        package if the feed had it, instead of confirming it a second time."""
-        return (f"{why} while sending an Amazon feed; the next attempt waits "
-                f"{self.policy.feed_settle / 60:g} minutes for any feed Amazon may have "
-                "taken to be processed, then asks Amazon first")
+    def fail_in_unknown_feed(self, row: Writeback, result: Result, now: dt.datetime) -> None:
+        """The row's attempt went in an Amazon feed that nobody knows Amazon took
+        (createFeed unanswered, its job gone): a failed attempt that may have landed. The
+        row waits at least as long as Amazon may take to process a feed, so that asking
+        Amazon then finds the package if the feed had it, instead of confirming it a
+        second time; FEED_UNKNOWN keeps Retry now to that wait too."""
+        row.feed_id = FEED_UNKNOWN
+        minutes = f"{self.policy.feed_settle / 60:g}"
+        self._fail_attempt(row, dataclasses.replace(
+            result, maybe_applied=True, retry_after=max(result.retry_after or 0,
+                                                         self.policy.feed_settle),
+            message=f"{result.message}. Amazon may have taken the feed: the next attempt "
+                    f"waits at least {minutes} minutes for it to be processed, then asks "
+                    "Amazon first"), now)
+
+    def _feed_settled_at(self, row: Writeback) -> dt.datetime | None:
+        """When a row in an unknown feed may be asked about (None: it is in none)."""
+        if row.feed_id != FEED_UNKNOWN or row.last_attempt_at is None:
+            return None
+        return row.last_attempt_at + dt.timedelta(seconds=self.policy.feed_settle)
 
     def add_attempt(self, row: Writeback, result: Result, now: dt.datetime) -> None:
         """The timeline entry of the row's current attempt (number ``attempt_count``),
@@ -642,11 +669,11 @@ class WritebackService:
             if row.status == WritebackStatus.FAILED or row.claimed_by is not None:
                 row.needs_check = True  # it may have landed: ask before sending again
             row.status = WritebackStatus.PENDING
-            row.next_attempt_at = now
+            # A package that may be in an Amazon feed still processing waits for it: asked
+            # now, Amazon would not show it yet, and the resend would ship it twice.
+            row.next_attempt_at = max(now, self._feed_settled_at(row) or now)
             if row.claimed_at is None or row.claimed_at < stale:
                 row.claimed_by = row.claimed_at = None
-                if row.feed_id == FEED_SENDING:  # asked first (needs_check), as the user wants
-                    row.feed_id = None
             # else a worker is sending it right now: that attempt is the retry, and taking
             # the row from it could send the package twice
             self.session.add(AuditEvent(
@@ -669,6 +696,8 @@ class WritebackService:
         row.status = WritebackStatus.MANUAL
         row.next_attempt_at = None
         row.claimed_by = row.claimed_at = None
+        if row.feed_id in (FEED_SENDING, FEED_UNKNOWN):
+            row.feed_id = None
         self.session.add(AuditEvent(
             company_id=company_id, user_id=user_id, username=username,
             action="writeback.mark_confirmed", target=f"writeback:{row.id}",

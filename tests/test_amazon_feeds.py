@@ -14,7 +14,7 @@ from shipgear_exchange_plugin.connectors import Outcome, package_of
 from shipgear_exchange_plugin.devhost.models import db
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.devhost.shipments import process_shipment
-from shipgear_exchange_plugin.feeds import AmazonFeeds
+from shipgear_exchange_plugin.feeds import MAX_POLLS, AmazonFeeds
 from shipgear_exchange_plugin.models import Attempt, Writeback
 
 from .test_writeback_engine import FAST, Clock, service
@@ -134,16 +134,19 @@ def test_a_feed_whose_worker_died_after_createfeed_is_found_not_confirmed_again(
         assert engine.release_stale_claims() == 2
         rows = db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))).scalars()
         for row in rows:
-            assert (row.status, row.error_count, row.needs_check, row.feed_id) == (
-                "pending", 1, True, None)
+            assert (row.status, row.error_count, row.needs_check) == ("pending", 1, True)
             assert row.next_attempt_at >= clock.now + dt.timedelta(seconds=FAST.feed_settle)
-            assert "waits 30 minutes for any feed Amazon may have taken" in row.last_error
-        # a minute later, when an ordinary interrupted attempt would go again: not due yet
+            assert ("Amazon may have taken the feed: the next attempt waits at least 30 "
+                    "minutes") in row.last_error
+        # a minute later, when an ordinary interrupted attempt would go again, and support
+        # clicking Retry now: still not due
         clock.now += dt.timedelta(seconds=60)
+        assert engine.retry_now(1, ids, user_id=None, username="support") == ids
         assert engine.send(ids[0]).action == "skipped"
+        assert _confirm_shipment_calls(sandbox) == 0
     time.sleep(1.2)  # Amazon processes the feed meanwhile
     rows = _send_when_due(app, clock, ids)
-    assert {row.status for row in rows.values()} == {"success"}
+    assert {(row.status, row.feed_id) for row in rows.values()} == {("success", None)}
     assert _confirm_shipment_calls(sandbox) == 0
     shipped = sandbox.store.account("amazon", "c1").writes
     assert sorted(w["order_id"] for w in shipped) == ["111-0000001-0000001",
@@ -162,10 +165,14 @@ def test_a_createfeed_answer_that_never_came_waits_for_the_feed(make_app, sandbo
         assert (step.action, step.feed_id) == ("failed", None)
         for row in db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))
                                       ).scalars():
-            assert (row.status, row.needs_check, row.feed_id) == ("pending", True, None)
+            assert (row.status, row.needs_check) == ("pending", True)
             assert row.next_attempt_at >= clock.now + dt.timedelta(seconds=FAST.feed_settle)
-            assert "createFeed went unanswered" in row.last_error
+            assert "Amazon may have taken the feed" in row.last_error
         assert feeds.accounts_due([1], threshold=2) == []  # not put in another feed either
+        # when an ordinary failed attempt would go again, the feed still processing:
+        clock.now += dt.timedelta(seconds=FAST.retry_schedule[-1])
+        assert [service(app, clock).send(i).action for i in ids] == ["skipped", "skipped"]
+        assert _confirm_shipment_calls(sandbox) == 0
     time.sleep(1.5)
     rows = _send_when_due(app, clock, ids)
     assert {row.status for row in rows.values()} == {"success"}
@@ -190,3 +197,55 @@ def test_a_feed_that_failed_before_createfeed_is_retried_on_the_usual_schedule(
             assert row.next_attempt_at <= clock.now + dt.timedelta(
                 seconds=FAST.retry_schedule[0])
     assert sandbox.store.account("amazon", "c1").feeds == {}
+
+
+def test_a_last_attempt_in_an_unknown_feed_fails_saying_amazon_may_still_ship_it(
+        make_app, sandbox):
+    """The 5th attempt went in a feed whose createFeed answer was lost: the row fails, but
+    support is told to look on Amazon first, and Retry now waits for the feed and then
+    finds the package there instead of confirming it again."""
+    app, ids = _feed_setup(make_app, sandbox, feed_delay_s=0.5, create_feed_answer_s=1.5)
+    with app.app_context():
+        db.session.execute(sa.update(Writeback).where(Writeback.id.in_(ids))
+                           .values(error_count=4, attempt_count=4))
+        db.session.commit()
+    clock = Clock()
+    with app.app_context():
+        engine = service(app, clock)
+        feeds = AmazonFeeds(engine, poll_every=1)
+        (account_id,) = feeds.accounts_due([1], threshold=2)
+        assert feeds.submit(account_id).action == "failed"
+        for row in db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))
+                                      ).scalars():
+            assert (row.status, row.error_count) == ("failed", 5)
+            assert "Amazon may still ship the package" in row.last_error
+            assert "Check the order on Amazon before confirming it by hand" in row.last_error
+        assert engine.retry_now(1, ids, user_id=None, username="support") == ids
+        rows = db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))
+                                  .execution_options(populate_existing=True)).scalars().all()
+        assert {(r.status, r.error_count, r.needs_check) for r in rows} == {("pending", 0, True)}
+        assert min(r.next_attempt_at for r in rows) >= clock.now + dt.timedelta(
+            seconds=FAST.feed_settle - 5)
+    time.sleep(1.5)
+    rows = _send_when_due(app, clock, ids)
+    assert {(row.status, row.feed_id) for row in rows.values()} == {("success", None)}
+    assert _confirm_shipment_calls(sandbox) == 0
+
+
+def test_a_feed_amazon_never_processes_is_given_up_and_its_rows_ask_first(make_app, sandbox):
+    """After MAX_POLLS checks the feed counts as a failed attempt; Amazon may still
+    process it later, so the next attempt of each row asks Amazon before sending."""
+    app, ids = _feed_setup(make_app, sandbox, feed_delay_s=3600)
+    clock = Clock()
+    with app.app_context():
+        feeds = AmazonFeeds(service(app, clock), poll_every=1)
+        (account_id,) = feeds.accounts_due([1], threshold=2)
+        step = feeds.submit(account_id)
+        for _ in range(MAX_POLLS):
+            clock.now += feeds.poll_every
+            last = feeds.poll(step.feed_id)
+        assert last.action == "failed"
+        for row in db.session.execute(sa.select(Writeback).where(Writeback.id.in_(ids))
+                                      ).scalars():
+            assert (row.status, row.error_count, row.needs_check) == ("pending", 1, True)
+            assert f"Amazon had not processed feed {step.feed_id}" in row.last_error

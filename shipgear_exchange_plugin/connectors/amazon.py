@@ -597,11 +597,12 @@ class AmazonConnector(HttpConnector):
         reply = self._sp(Api.WRITEBACK, "POST", "/feeds/2021-06-30/feeds", json={
             "feedType": FULFILLMENT_FEED_TYPE, "marketplaceIds": [self.marketplace_id],
             "inputFeedDocumentId": str(document["feedDocumentId"])})
+        queued = reply.status is not None and 200 <= reply.status < 300  # whatever it says
         if reply.error is not None:
-            return reply.error
+            return replace(reply.error, maybe_applied=True) if queued else reply.error
         feed_id = reply.json.get("feedId") if isinstance(reply.json, Mapping) else None
         if not feed_id:
-            return _garbled(reply, "createFeed")
+            return replace(_garbled(reply, "createFeed"), maybe_applied=True)
         return reply.result(Outcome.ACCEPTED, f"Feed {feed_id} with {len(packages)} packages "
                             "submitted", data=str(feed_id))
 
