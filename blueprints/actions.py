@@ -3,15 +3,19 @@ manually. POST only, CSRF-checked, ``ecommerce.act`` required, audited by the co
 
 Retry now on a pending row runs its next attempt at once and keeps its error count; on a
 failed row it starts a new round of up to 5 attempts (error count back to 0, the attempt
-timeline kept, the store asked first whether an earlier send landed).
+timeline kept, the store asked first whether an earlier send landed). A package that may
+be in an Amazon feed still processing waits for it first, and the answer says so.
 """
 
 from __future__ import annotations
+
+import math
 
 from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
 
 from .. import dispatch, orders, runtime
 from ..host_contract import get_host
+from ..models import utcnow
 from .forms import BulkRetryForm, ConfirmForm, MarkConfirmedForm
 
 ACT = "ecommerce.act"
@@ -77,6 +81,12 @@ def retry_one(writeback_id: int):
     done = _retry([writeback_id])
     if not done:
         return _answer(writeback_id, f"Nothing to retry: this write-back is {row.status}.", 409)
+    later = orders.due_later(get_host().db.session, g.sgx_company.id, done)
+    if later:
+        minutes = math.ceil((later[writeback_id] - utcnow()).total_seconds() / 60)
+        return _answer(writeback_id, "Retry queued. This package may be in an Amazon feed "
+                       f"that Amazon is still processing: the next attempt waits about "
+                       f"{minutes} minutes for it, then asks Amazon first.")
     return _answer(writeback_id, "Retry queued: the next attempt runs now.")
 
 
@@ -88,6 +98,10 @@ def retry_many():
         return jsonify({"ok": False, "message": message}), 400
     done = _retry(form.id_list)
     message = f"{len(done)} of {len(form.id_list)} selected orders queued for retry."
+    waiting = len(orders.due_later(get_host().db.session, g.sgx_company.id, done))
+    if waiting:
+        message += (f" {waiting} of them may be in an Amazon feed that Amazon is still "
+                    "processing: they wait for it, then ask Amazon first.")
     if _wants_json() or request.headers.get("HX-Request") == "true":
         return jsonify({"ok": True, "message": message, "retried": done})
     return redirect(url_for(".page"))

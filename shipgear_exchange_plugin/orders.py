@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from .models import UTCDateTime, Writeback
+from .models import UTCDateTime, Writeback, utcnow
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -277,6 +277,17 @@ def get(session: Session, company_id: int, writeback_id: int) -> Writeback | Non
         .where(Writeback.id == writeback_id, Writeback.company_id == company_id)
         .options(selectinload(Writeback.attempts))
     ).scalar_one_or_none()
+
+
+def due_later(session: Session, company_id: int, ids: list[int],
+              grace: dt.timedelta = dt.timedelta(seconds=30)) -> dict[int, dt.datetime]:
+    """Of these rows, those whose next step is due more than ``grace`` from now: after
+    Retry now, the ones that wait (a package maybe in an Amazon feed still processing)."""
+    if not ids:
+        return {}
+    return dict(session.execute(sa.select(Writeback.id, Writeback.next_attempt_at).where(
+        Writeback.company_id == company_id, Writeback.id.in_(ids),
+        Writeback.next_attempt_at > utcnow() + grace)).all())
 
 
 def packages_of_order(session: Session, company_id: int, row: Writeback) -> list[Writeback]:

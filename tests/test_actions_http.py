@@ -177,3 +177,41 @@ def test_every_state_change_of_the_plugin_needs_the_csrf_token(make_app):
                             headers={"X-CSRFToken": token, "HX-Request": "true"})
         assert taken.status_code < 500 and "CSRF" not in taken.get_data(as_text=True), url
     assert audited() > before
+
+
+def test_retry_now_says_when_a_package_waits_for_an_amazon_feed(seeded, client_as):
+    """A failed row whose last attempt went in an Amazon feed of unknown fate: Retry now
+    starts a new round, but the answer says the attempt waits for the feed."""
+    import datetime as dt
+
+    from shipgear_exchange_plugin.models import utcnow
+    from shipgear_exchange_plugin.writeback import FEED_UNKNOWN
+
+    failed = _row(seeded, 1, "failed")
+    plain = [r.id for r in _rows(seeded, 1, "failed", 3)[1:]]
+    with seeded.app_context():
+        db.session.execute(sa.update(Writeback).where(Writeback.id == failed.id).values(
+            feed_id=FEED_UNKNOWN, last_attempt_at=utcnow() - dt.timedelta(minutes=10)))
+        db.session.commit()
+    support = client_as("support")
+    answer = support.post(f"/companies/1/ecommerce/orders/{failed.id}/retry", headers=JSON)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    message = answer.get_json()["message"]
+    assert "may be in an Amazon feed that Amazon is still processing" in message
+    assert "waits about 20 minutes" in message
+    assert _status(seeded, failed.id) == ("pending", 0)
+    bulk = support.post("/companies/1/ecommerce/orders/retry", headers=JSON,
+                        data={"ids": [str(i) for i in (failed.id, *plain)]})
+    assert bulk.status_code == 200, bulk.get_data(as_text=True)
+    assert bulk.get_json()["message"] == (
+        "3 of 3 selected orders queued for retry. 1 of them may be in an Amazon feed that "
+        "Amazon is still processing: they wait for it, then ask Amazon first.")
+
+
+def _rows(app, company_id: int, status: str, count: int) -> list[Writeback]:
+    with app.app_context():
+        rows = db.session.execute(sa.select(Writeback).where(
+            Writeback.company_id == company_id, Writeback.status == status)
+            .order_by(Writeback.id).limit(count)).scalars().all()
+        db.session.expunge_all()
+        return rows
