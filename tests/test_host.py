@@ -119,24 +119,31 @@ def test_install_from_the_plugins_page_creates_the_plugin_tables(make_app):
 
 def test_the_demo_backlog_comes_due_over_minutes_not_all_at_start(seeded):
     """What `make demo` does after seeding: the seeded rows waiting for a step come due
-    one after another, so that new shipments are not queued behind all of them."""
+    one after another, so that new shipments are not queued behind all of them; Amazon's
+    pending ones stay due and go out in a feed (one job per account)."""
     import datetime as dt
 
     import sqlalchemy as sa
 
     from shipgear_exchange_plugin.devhost.models import db
     from shipgear_exchange_plugin.devhost.seed import spread_backlog
-    from shipgear_exchange_plugin.models import Writeback
+    from shipgear_exchange_plugin.models import StoreAccount, Writeback
 
     now = dt.datetime.now(dt.UTC)
-    waiting = [Writeback.status.in_(["pending", "submitted"])]
+    amazon_pending = sa.and_(StoreAccount.platform == "amazon", Writeback.status == "pending")
+    waiting = [Writeback.status.in_(["pending", "submitted"]), sa.not_(amazon_pending)]
     with seeded.app_context():
-        before = db.session.execute(sa.select(sa.func.count()).where(*waiting)).scalar()
-        assert before > 10
+        def count(*where):
+            return db.session.execute(sa.select(sa.func.count()).select_from(Writeback)
+                                      .join(StoreAccount).where(*where)).scalar()
+
+        before, feed_rows = count(*waiting), count(amazon_pending)
+        assert before > 10 and feed_rows > 1
         assert spread_backlog(600, now=now) == before
-        due = sorted(db.session.execute(sa.select(Writeback.next_attempt_at).where(*waiting))
-                     .scalars())
-        due = [d.replace(tzinfo=dt.UTC) if d.tzinfo is None else d for d in due]
+        # Amazon's pending rows stay due, to go out as one feed per account
+        assert count(amazon_pending, Writeback.next_attempt_at <= now) == feed_rows
+        due = sorted(db.session.execute(sa.select(Writeback.next_attempt_at).join(StoreAccount)
+                                        .where(*waiting)).scalars())
         assert sum(d <= now for d in due) == 1  # the first one now, the last ten minutes on
         assert now + dt.timedelta(seconds=540) < due[-1] < now + dt.timedelta(seconds=600)
         assert len(set(due)) == before

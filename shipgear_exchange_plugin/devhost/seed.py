@@ -187,12 +187,17 @@ def spread_backlog(over: float, now: dt.datetime | None = None) -> int:
     """The seeded rows that wait for a step (pending, submitted) come due one after
     another over the next ``over`` seconds instead of all at once. Seeded as due, the
     demo's few hundred would all be queued at its first start, and the shipments it
-    processes from its first minute would wait behind them. Returns how many moved."""
+    processes from its first minute would wait behind them. Amazon's pending rows stay
+    due: an account with enough of them goes out as one feed (B5), a single job, which
+    the demo shows that way. Returns how many moved."""
     now = now or dt.datetime.now(dt.UTC)
-    ids = db.session.execute(sa.select(Writeback.id).where(
-        Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.SUBMITTED]),
-        Writeback.next_attempt_at <= now).order_by(Writeback.next_attempt_at, Writeback.id)
-    ).scalars().all()
+    in_a_feed = sa.and_(StoreAccount.platform == Platform.AMAZON,
+                        Writeback.status == WritebackStatus.PENDING)
+    ids = db.session.execute(
+        sa.select(Writeback.id).join(StoreAccount, StoreAccount.id == Writeback.account_id)
+        .where(Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.SUBMITTED]),
+               Writeback.next_attempt_at <= now, sa.not_(in_a_feed))
+        .order_by(Writeback.next_attempt_at, Writeback.id)).scalars().all()
     step = over / max(1, len(ids))
     db.session.execute(sa.update(Writeback), [
         {"id": writeback_id, "next_attempt_at": now + dt.timedelta(seconds=n * step)}
