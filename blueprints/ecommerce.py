@@ -12,6 +12,7 @@ from flask import (
     current_app,
     g,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -168,9 +169,10 @@ def page():
     # ASCII digits only ("²".isdigit() is true, int() refuses it); a huge id is no row's.
     if selected_id.isascii() and selected_id.isdigit() and len(selected_id.lstrip("0")) <= 10:
         selected = shipment_context(int(selected_id))
-    template = "shipgear_exchange/_grid.html" if _is_htmx_grid() else "shipgear_exchange/page.html"
+    fragment = _is_htmx_grid()
+    template = "shipgear_exchange/_grid.html" if fragment else "shipgear_exchange/page.html"
     sort = query.flt.sort if query.flt else orders.DEFAULT_SORT
-    return render_template(
+    response = make_response(render_template(
         template,
         form=query.form,
         rows=rows,
@@ -185,7 +187,13 @@ def page():
         page_args=_grid_args(("selected",)),
         next_cursor=next_cursor,
         on_later_page=query.after is not None,
-    ), 200 if query.flt is not None else 400
+    ), 200 if query.flt is not None else 400)
+    # The same URL answers the whole page or, to htmx, the grid alone. Were the grid kept
+    # in the browser's cache, Back to this URL from another page would show it bare.
+    response.vary.add("HX-Request")
+    if fragment:
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def openapi():

@@ -361,6 +361,34 @@
   });
   document.addEventListener("htmx:historyRestore", resetSelection);
 
+  // htmx keeps each grid state for Back as HTML, which holds the filters' attributes but
+  // not what the user ticked or typed since: write those into the attributes first, so
+  // that Back shows the filters that made the grid it restores.
+  document.addEventListener("htmx:beforeHistorySave", function () {
+    var form = document.getElementById("sgx-filters");
+    if (!form) { return; }
+    Array.prototype.forEach.call(form.querySelectorAll("input, option"), function (field) {
+      if (field.tagName === "OPTION") {
+        field.toggleAttribute("selected", field.selected);
+      } else if (field.type === "checkbox" || field.type === "radio") {
+        field.toggleAttribute("checked", field.checked);
+      } else if (field.type !== "hidden") {
+        field.setAttribute("value", field.value);
+      }
+    });
+  });
+
+  // A row opened below the fold (a narrow window puts the panel under the grid) scrolls
+  // the panel into view, so the click visibly does something.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target, config = event.detail.requestConfig;
+    if (!target || target.id !== "shipment-region" || !config || !closest(config.elt, ".sgx-row")) { return; }
+    var top = target.getBoundingClientRect().top;
+    if (top > window.innerHeight - 80 || top < 0) {
+      target.scrollIntoView({block: "start", behavior: "smooth"});
+    }
+  });
+
   // ---------------------------------------------------------------------------------
   // Connection Status refreshes every 30 s while the tab is visible, when the tab comes
   // back into view, and with the filters' Update button (the panel listens for

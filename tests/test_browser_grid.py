@@ -377,3 +377,72 @@ def test_a_multi_package_order_shows_each_package_and_words_for_outcomes(page, s
     outcomes = panel.locator("table.sgx-attempts tbody td:nth-child(3)").all_inner_texts()
     assert outcomes and set(outcomes) == {"Retryable error"}
     expect(panel).not_to_contain_text("retryable_error")
+
+
+def test_back_from_another_page_shows_the_whole_page_not_the_bare_grid(page):
+    """Filter (the grid alone comes back for that URL), leave, press Back: the browser
+    must not show the grid fragment it fetched for that URL as the page."""
+    as_user(page, "viewer")
+    page.get_by_label("Failed", exact=True).check()
+    with page.expect_response(lambda r: "status=failed" in r.url):
+        page.get_by_role("button", name="Update").click()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    page.get_by_role("link", name="Exit").click()
+    expect(page.get_by_role("heading", name="My Companies")).to_be_visible()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    expect(page.locator("#status-region")).to_be_visible()
+    expect(page.get_by_role("button", name="Update")).to_be_visible()
+    expect(page.get_by_label("Failed", exact=True)).to_be_checked()
+
+
+def test_update_keeps_the_column_sort_and_back_keeps_the_filters_in_step(page):
+    as_user(page, "viewer")
+    qty = page.locator("#orders-region thead th").filter(has_text="Qty").get_by_role("link")
+    with page.expect_response(lambda r: "sort=qty" in r.url):
+        qty.click()
+    page.get_by_label("Failed", exact=True).check()
+    with page.expect_response(lambda r: "status=failed" in r.url):
+        page.get_by_role("button", name="Update").click()
+    expect(page).to_have_url(re.compile(r"status=failed.*sort=qty(&|$)"))
+    expect(page.locator("#orders-region thead th[aria-sort]")).to_have_text(re.compile("Qty"))
+    expected = json_pages(page, {"status": "failed", "sort": "qty"}, pages=1)
+    assert grid_ids(page) == [item["id"] for item in expected]
+
+    # Another sort, then Back: the failed-only grid comes back with its box still ticked,
+    # so the next Update keeps showing failed orders.
+    with page.expect_response(lambda r: "sort=-qty" in r.url):
+        page.locator("#orders-region thead th").filter(has_text="Qty").get_by_role(
+            "link").click()
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"sort=qty(&|$)"))
+    expect(page.get_by_label("Failed", exact=True)).to_be_checked()
+    with page.expect_response(lambda r: "status=failed" in r.url):
+        page.get_by_role("button", name="Update").click()
+    assert set(page.locator("#orders-region tbody .badge").all_inner_texts()) == {"Failed"}
+
+
+def test_opening_a_row_below_the_fold_scrolls_its_shipment_into_view(page):
+    """On a laptop-sized window the shipment panel sits under the grid."""
+    page.set_viewport_size({"width": 1280, "height": 700})
+    as_user(page, "viewer")
+    panel = page.locator("#shipment-region")
+    assert panel.bounding_box()["y"] > 700, "the panel starts below the window"
+    row = page.locator("#orders-region tbody tr.sgx-row").first
+    row.click()
+    expect(panel.get_by_text(row.locator("td.mono").inner_text())).to_be_visible()
+    expect(panel).to_be_in_viewport()
+
+
+def test_a_later_page_and_filters_in_error_say_what_is_listed(page):
+    as_user(page, "viewer")
+    expect(page.locator("#sgx-count")).to_contain_text("Showing the first 50 of")
+    with page.expect_response(lambda r: "after=" in r.url):
+        page.get_by_role("link", name="Next page").click()
+    expect(page.locator("#sgx-count")).to_have_text(re.compile(r"^Showing \d+ of \d+"))
+    page.get_by_label("From", exact=True).fill("2026-11-20")
+    page.get_by_label("To", exact=True).fill("2026-11-10")
+    page.get_by_role("button", name="Update").click()
+    expect(page.get_by_role("alert")).to_contain_text("before")
+    expect(page.get_by_role("button", name="Export")).to_be_disabled()
+    expect(page.locator("#sgx-export")).to_have_count(0)
