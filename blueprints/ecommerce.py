@@ -244,6 +244,7 @@ def shipment_context(writeback_id: int):
     return {
         "row": row,
         "packages": orders.packages_of_order(_session(), g.sgx_company.id, row),
+        "actions": orders.manual_actions(_session(), g.sgx_company.id, row.id),
     }
 
 

@@ -237,7 +237,11 @@ class AuditEvent(Base):
     """Who did what and when: manual actions, plugin enable/disable, account changes."""
 
     __tablename__ = "sgx_audit_event"
-    __table_args__ = (sa.Index("ix_sgx_audit_event_company_created", "company_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_sgx_audit_event_company_created", "company_id", "created_at"),
+        # a write-back's manual actions, shown in its shipment panel (migration 0006)
+        sa.Index("ix_sgx_audit_event_company_target", "company_id", "target", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column()

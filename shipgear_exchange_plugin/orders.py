@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from .models import UTCDateTime, Writeback, utcnow
+from .models import AuditEvent, UTCDateTime, Writeback, utcnow
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -277,6 +277,21 @@ def get(session: Session, company_id: int, writeback_id: int) -> Writeback | Non
         .where(Writeback.id == writeback_id, Writeback.company_id == company_id)
         .options(selectinload(Writeback.attempts))
     ).scalar_one_or_none()
+
+
+#: Manual actions on one write-back that its shipment panel lists (B8).
+MANUAL_ACTIONS = ("writeback.retry_now", "writeback.mark_confirmed")
+
+
+def manual_actions(session: Session, company_id: int, writeback_id: int,
+                   limit: int = 20) -> list[AuditEvent]:
+    """Who retried or confirmed this write-back by hand, and when: the newest ``limit``,
+    oldest first."""
+    events = session.execute(sa.select(AuditEvent).where(
+        AuditEvent.company_id == company_id, AuditEvent.target == f"writeback:{writeback_id}",
+        AuditEvent.action.in_(MANUAL_ACTIONS))
+        .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)).scalars()
+    return list(events)[::-1]
 
 
 def due_later(session: Session, company_id: int, ids: list[int],

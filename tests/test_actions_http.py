@@ -215,3 +215,26 @@ def _rows(app, company_id: int, status: str, count: int) -> list[Writeback]:
             .order_by(Writeback.id).limit(count)).scalars().all()
         db.session.expunge_all()
         return rows
+
+
+def test_the_shipment_panel_says_who_retried_and_who_confirmed_by_hand(seeded, client_as):
+    """B8's audit is visible where support looks: the row's shipment panel."""
+    failed = _row(seeded, 1, "failed")
+    support = client_as("support")
+    base = f"/companies/1/ecommerce/orders/{failed.id}"
+    assert support.post(f"{base}/retry", headers=JSON).status_code == 200
+    assert support.post(f"{base}/mark-confirmed", headers=JSON,
+                        data={"note": "Seen on <b>Seller Central</b>"}).status_code == 200
+    panel = client_as("viewer").get(base, headers={"HX-Request": "true"})
+    assert panel.status_code == 200
+    text = panel.get_data(as_text=True)
+    assert "Actions by people" in text
+    assert "support clicked Retry now on a failed row: a new round of 5 attempts " \
+           "(error count was 5)" in " ".join(text.split())
+    assert "support marked it confirmed by hand: “Seen on &lt;b&gt;Seller Central&lt;/b&gt;”" \
+        in text
+    assert "Last error before it was confirmed by hand" in text
+    other = _row(seeded, 1, "success")
+    untouched = client_as("viewer").get(f"/companies/1/ecommerce/orders/{other.id}",
+                                        headers={"HX-Request": "true"})
+    assert "Actions by people" not in untouched.get_data(as_text=True)
