@@ -174,3 +174,9 @@ def test_a_later_page_is_as_fresh_as_the_first(seeded, client_as):
     second = client.get(URL, query_string={"sort": "ship_date", "limit": 10,
                                            "after": first["next"]}).get_json()
     assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
+
+
+def test_the_grid_says_which_time_zone_its_dates_and_times_are_in(seeded, client_as):
+    """The grid and its date filters use the company's zone; the CSV writes UTC (…Z)."""
+    html = client_as("viewer").get("/companies/1/ecommerce/").get_data(as_text=True)
+    assert "Times in America/New_York" in html
