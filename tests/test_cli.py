@@ -162,6 +162,16 @@ def test_demo_with_a_sandbox_of_its_own_registers_the_open_orders_there(tmp_path
         known = {platform: sandbox.store.account(platform, "c1").snapshot()["orders"]
                  for platform in ("amazon", "shopify", "woocommerce", "bigcommerce")}
         assert all(count > 0 for count in known.values()), known
+        # failed ones too: support's Retry now must meet an order the store knows
+        database = sqlite3.connect(tmp_path / "instance" / "exchange-demo.sqlite")
+        failed = database.execute(
+            "SELECT a.endpoint, w.order_id FROM sgx_writeback w JOIN sgx_store_account a "
+            "ON a.id = w.account_id WHERE w.status = 'failed'").fetchall()
+        database.close()
+        assert failed
+        for endpoint, order_id in failed:
+            platform, key = endpoint.rstrip("/").split("/")[-2:]
+            assert order_id in sandbox.store.account(platform, key).orders, (endpoint, order_id)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.communicate(timeout=20)

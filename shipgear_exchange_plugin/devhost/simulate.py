@@ -56,12 +56,14 @@ def register_orders(account: StoreAccount, orders: list[dict], client=None) -> N
 
 
 def preload_open_orders(client=None) -> int:
-    """Every order still waiting for a write-back, registered with its sandbox store (the
-    sandbox keeps nothing across restarts; the database does). Call before the worker
-    starts, so that no attempt reaches a store that does not know its order yet."""
+    """Every order still waiting for a write-back, or failed (support may retry it),
+    registered with its sandbox store (the sandbox keeps nothing across restarts; the
+    database does). Call before the worker starts, so that no attempt reaches a store
+    that does not know its order yet."""
     rows = db.session.execute(
         sa.select(Writeback.account_id, Writeback.order_id, Writeback.items)
-        .where(Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.SUBMITTED]))
+        .where(Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.SUBMITTED,
+                                     WritebackStatus.FAILED]))
     ).all()
     per_account: dict[int, dict[str, list]] = {}
     for account_id, order_id, items in rows:
