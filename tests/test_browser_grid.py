@@ -446,3 +446,15 @@ def test_a_later_page_and_filters_in_error_say_what_is_listed(page):
     expect(page.get_by_role("alert")).to_contain_text("before")
     expect(page.get_by_role("button", name="Export")).to_be_disabled()
     expect(page.locator("#sgx-export")).to_have_count(0)
+
+
+def test_every_column_fits_on_a_laptop_screen(page):
+    """At 1280 px the grid beside the status panel shows all its columns: none hidden
+    behind a sideways scroll."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    as_user(page, "support")
+    expect(page.locator("#orders-region tbody tr.sgx-row").first).to_be_visible()
+    overflow = page.locator(".sgx-grid-scroll").evaluate("s => s.scrollWidth - s.clientWidth")
+    assert overflow <= 1, f"the grid is {overflow}px wider than its box"
+    last = page.get_by_role("columnheader", name="Last attempt")
+    assert last.bounding_box()["x"] + last.bounding_box()["width"] <= 1280
