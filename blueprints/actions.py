@@ -81,9 +81,9 @@ def retry_one(writeback_id: int):
     done = _retry([writeback_id])
     if not done:
         return _answer(writeback_id, f"Nothing to retry: this write-back is {row.status}.", 409)
-    later = orders.due_later(get_host().db.session, g.sgx_company.id, done)
+    later = orders.waiting_for_feed(get_host().db.session, g.sgx_company.id, done)
     if later:
-        minutes = math.ceil((later[writeback_id] - utcnow()).total_seconds() / 60)
+        minutes = max(1, math.ceil((later[writeback_id] - utcnow()).total_seconds() / 60))
         return _answer(writeback_id, "Retry queued. This package may be in an Amazon feed "
                        f"that Amazon is still processing: the next attempt waits about "
                        f"{minutes} minutes for it, then asks Amazon first.")
@@ -98,7 +98,7 @@ def retry_many():
         return jsonify({"ok": False, "message": message}), 400
     done = _retry(form.id_list)
     message = f"{len(done)} of {len(form.id_list)} selected orders queued for retry."
-    waiting = len(orders.due_later(get_host().db.session, g.sgx_company.id, done))
+    waiting = len(orders.waiting_for_feed(get_host().db.session, g.sgx_company.id, done))
     if waiting:
         message += (f" {waiting} of them may be in an Amazon feed that Amazon is still "
                     "processing: they wait for it, then ask Amazon first.")

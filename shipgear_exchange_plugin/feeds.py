@@ -12,7 +12,7 @@ numbers find their package.
 While a submit holds its rows they carry ``FEED_SENDING``: should the job end without
 knowing whether Amazon took the feed (createFeed unanswered, the worker killed), the rows
 (then ``FEED_UNKNOWN``) wait as long as a feed may take to be processed, then ask Amazon
-before sending again. A feed still unprocessed after MAX_POLLS checks may be processed
+before sending again. A feed still unprocessed after FEED_MAX_POLLS checks may be processed
 later, so its rows also ask first.
 """
 
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 25
 #: Largest feed we build (Amazon takes far more; smaller feeds report back sooner).
 MAX_FEED_ROWS = 500
-#: Checks of a feed's processing status before it counts as a failed attempt.
-MAX_POLLS = FEED_MAX_POLLS
 
 
 @dataclass(frozen=True)
@@ -123,12 +121,12 @@ class AmazonFeeds:
                 if result.deferred:
                     row.attempt_count -= 1
                     row.next_attempt_at = now + dt.timedelta(seconds=result.retry_after or 1)
-                elif result.maybe_applied:  # createFeed's answer was lost: a feed may exist
-                    self.service.add_attempt(row, result, now)
-                    self.service.fail_in_unknown_feed(row, result, now)
                 else:
                     self.service.add_attempt(row, result, now)
-                    self.service._fail_attempt(row, result, now)
+                    if result.maybe_applied:  # createFeed unanswered: a feed may exist
+                        self.service.fail_in_unknown_feed(row, result, now)
+                    else:
+                        self.service._fail_attempt(row, result, now)
                 row.claimed_by = row.claimed_at = None
         self.session.commit()
         log.info("amazon account %s: feed %s with %d packages", account_id, step.feed_id,
@@ -165,7 +163,7 @@ class AmazonFeeds:
         polls = rows[0].verify_checks + 1
         for row in rows:
             row.verify_checks = polls
-            if polls >= MAX_POLLS:
+            if polls >= FEED_MAX_POLLS:
                 row.feed_id = None
                 self._fail_feed_record(row, f"Amazon had not processed feed {feed_id} after "
                                        f"{polls} checks: {result.message}", now,
@@ -174,7 +172,7 @@ class AmazonFeeds:
                 row.last_error = f"In Amazon feed {feed_id}: {result.message}"
                 row.next_attempt_at = now + self.poll_every
         self.session.commit()
-        if polls >= MAX_POLLS:
+        if polls >= FEED_MAX_POLLS:
             return FeedStep("failed", feed_id, len(rows))
         return FeedStep("waiting", feed_id, len(rows), now + self.poll_every)
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from .models import AuditEvent, UTCDateTime, Writeback, utcnow
+from .writeback import FEED_UNKNOWN
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -294,15 +295,15 @@ def manual_actions(session: Session, company_id: int, writeback_id: int,
     return list(events)[::-1]
 
 
-def due_later(session: Session, company_id: int, ids: list[int],
-              grace: dt.timedelta = dt.timedelta(seconds=30)) -> dict[int, dt.datetime]:
-    """Of these rows, those whose next step is due more than ``grace`` from now: after
-    Retry now, the ones that wait (a package maybe in an Amazon feed still processing)."""
+def waiting_for_feed(session: Session, company_id: int,
+                     ids: list[int]) -> dict[int, dt.datetime]:
+    """Of these rows, those that wait for an Amazon feed that may still be processing
+    (``FEED_UNKNOWN``, see WritebackService.retry_now), with when they go on."""
     if not ids:
         return {}
     return dict(session.execute(sa.select(Writeback.id, Writeback.next_attempt_at).where(
         Writeback.company_id == company_id, Writeback.id.in_(ids),
-        Writeback.next_attempt_at > utcnow() + grace)).all())
+        Writeback.feed_id == FEED_UNKNOWN, Writeback.next_attempt_at > utcnow())).all())
 
 
 def packages_of_order(session: Session, company_id: int, row: Writeback) -> list[Writeback]:

@@ -14,8 +14,9 @@ from shipgear_exchange_plugin.connectors import Outcome, package_of
 from shipgear_exchange_plugin.devhost.models import db
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.devhost.shipments import process_shipment
-from shipgear_exchange_plugin.feeds import MAX_POLLS, AmazonFeeds
+from shipgear_exchange_plugin.feeds import AmazonFeeds
 from shipgear_exchange_plugin.models import Attempt, Writeback
+from shipgear_exchange_plugin.writeback import FEED_MAX_POLLS
 
 from .test_writeback_engine import FAST, Clock, service
 
@@ -233,7 +234,7 @@ def test_a_last_attempt_in_an_unknown_feed_fails_saying_amazon_may_still_ship_it
 
 
 def test_a_feed_amazon_never_processes_is_given_up_and_its_rows_ask_first(make_app, sandbox):
-    """After MAX_POLLS checks the feed counts as a failed attempt; Amazon may still
+    """After FEED_MAX_POLLS checks the feed counts as a failed attempt; Amazon may still
     process it later, so the next attempt of each row asks Amazon before sending."""
     app, ids = _feed_setup(make_app, sandbox, feed_delay_s=3600)
     clock = Clock()
@@ -241,7 +242,7 @@ def test_a_feed_amazon_never_processes_is_given_up_and_its_rows_ask_first(make_a
         feeds = AmazonFeeds(service(app, clock), poll_every=1)
         (account_id,) = feeds.accounts_due([1], threshold=2)
         step = feeds.submit(account_id)
-        for _ in range(MAX_POLLS):
+        for _ in range(FEED_MAX_POLLS):
             clock.now += feeds.poll_every
             last = feeds.poll(step.feed_id)
         assert last.action == "failed"
