@@ -141,3 +141,15 @@ def test_pages_carry_the_security_headers_and_no_inline_script(seeded, client_as
     assert "<script>" not in html and " onclick=" not in html and "style=" not in html
     cookie = client_as("viewer").get_cookie("session")
     assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_the_policy_lets_product_images_come_from_the_configured_sandbox(make_app):
+    """The sandbox's stores link product thumbnails on the sandbox (plain HTTP in the demo
+    and the tests): the page may load images from there, and from nowhere else over HTTP."""
+    app = make_app(SHIPGEAR_SANDBOX_URL="http://127.0.0.1:5999/sandbox")
+    policy = app.test_client().get("/login").headers["Content-Security-Policy"]
+    assert "img-src 'self' https: data: http://127.0.0.1:5999;" in policy
+    assert "script-src 'self';" in policy
+    odd = make_app(SHIPGEAR_SANDBOX_URL="http://x; script-src *")
+    policy = odd.test_client().get("/login").headers["Content-Security-Policy"]
+    assert "img-src 'self' https: data:;" in policy and "script-src *" not in policy

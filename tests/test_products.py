@@ -108,7 +108,7 @@ def test_sync_loads_every_platforms_products(shop, sandbox):
             assert row.company_id == 1
             assert row.weight and row.weight > 0, platform
             assert row.weight_unit == "lb", (platform, row.weight_unit)
-            assert row.image_url == expected[sku]["image_url"], platform
+            assert row.image_url == f"{sandbox.url}/images/{expected[sku]['image']}.svg"
 
 
 def test_resync_inserts_updates_and_removes(shop, sandbox):

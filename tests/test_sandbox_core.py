@@ -115,3 +115,22 @@ def test_control_api_creates_orders_and_resets(sandbox):
     assert len(seeded) == 3
     assert requests.post(f"{base}/reset", timeout=5).json() == {"ok": True}
     assert requests.get(f"{base}/orders/77", timeout=5).status_code == 404
+
+
+def test_product_images_are_served_by_the_sandbox_itself(sandbox):
+    """The demo's Products tab shows a thumbnail per product with no outside image host:
+    every product link the stores give answers an SVG, and a link to no product is a 404."""
+    listed = requests.get(f"{sandbox.url}/woocommerce/c1/wp-json/wc/v3/products",
+                          params={"per_page": 2}, auth=("ck_demo_c1", "cs_demo_c1"), timeout=5)
+    assert listed.status_code == 200, listed.text
+    links = [p["images"][0]["src"] for p in listed.json()]
+    assert links == [f"{sandbox.url}/images/woocommerce/c1/{n}.svg" for n in (1000, 1001)]
+    title = sandbox.store.account("woocommerce", "c1").products[0]["title"] + " (SKU-1000)"
+    for link in (links[0], links[0].replace(".svg", "-thumb.svg")):
+        image = requests.get(link, timeout=5)
+        assert image.status_code == 200
+        assert image.headers["Content-Type"].startswith("image/svg+xml")
+        assert f"<title>{title}</title>" in image.text
+    assert requests.get(links[0], timeout=5).text != requests.get(links[1], timeout=5).text
+    for missing in ("woocommerce/c1/999.svg", "woocommerce/c1/1000.jpg", "ebay/c1/1000.svg"):
+        assert requests.get(f"{sandbox.url}/images/{missing}", timeout=5).status_code == 404

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 
 from shipgear_exchange_plugin.host_contract import EXTENSION_KEY
@@ -90,6 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .auth import bp
 
     app.register_blueprint(bp)
+    app.extensions["exchange_csp"] = content_security_policy(app.config)
     app.after_request(_security_headers)
 
     plugins = load_plugins(config.get("EXCHANGE_PLUGIN_ENTRY_POINTS"))
@@ -109,8 +110,22 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def content_security_policy(config) -> str:
+    """The policy, with the marketplace sandbox's origin among the image sources when one
+    is configured: its stores link product images on the sandbox, over plain HTTP in the
+    demo and the tests, where real stores link them on their CDNs over HTTPS."""
+    sandbox = str(config.get("SHIPGEAR_SANDBOX_URL") or "")
+    scheme, _, rest = sandbox.partition("://")
+    origin = f"{scheme}://{rest.split('/', 1)[0]}" if scheme in ("http", "https") and rest else ""
+    if not origin or any(c in origin for c in " ;,'\""):
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("img-src 'self' https: data:;",
+                                           f"img-src 'self' https: data: {origin};")
+
+
 def _security_headers(response):
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    policy = current_app.extensions.get("exchange_csp", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("Content-Security-Policy", policy)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response

@@ -26,8 +26,10 @@ def create_app(store: SandboxStore | None = None, config: dict[str, Any] | None 
     app.config.update(config or {})
     app.extensions["sandbox"] = store or SandboxStore()
     from .control import bp as control
+    from .images import bp as images
 
     app.register_blueprint(control)
+    app.register_blueprint(images)
     for platform in PLATFORMS:
         module = importlib.import_module(f"{__name__}.{platform}")
         app.register_blueprint(module.bp)

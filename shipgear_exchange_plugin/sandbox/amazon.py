@@ -49,6 +49,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from . import bind_account, current_account, faults
+from .images import image_url
 from .limits import TokenBucket
 from .store import Account, Order
 
@@ -558,7 +559,7 @@ def _catalog_item(product: dict, marketplace: str, datasets: set[str]) -> dict[s
                                            "length": {"unit": "inches", "value": 10.0}}}]
     if "images" in datasets:
         item["images"] = [{"marketplaceId": marketplace, "images": [
-            {"variant": "MAIN", "link": product["image_url"], "height": 500, "width": 500}]}]
+            {"variant": "MAIN", "link": image_url(product), "height": 500, "width": 500}]}]
     if "identifiers" in datasets:
         item["identifiers"] = [{"marketplaceId": marketplace, "identifiers": [
             {"identifierType": "UPC", "identifier": _upc(product)}]}]
@@ -616,7 +617,7 @@ def _listing(product: dict, marketplace: str, datasets: set[str], n: int) -> dic
             "marketplaceId": marketplace, "asin": product["asin"], "productType": "HOME",
             "conditionType": "new_new", "status": ["BUYABLE", "DISCOVERABLE"],
             "itemName": product["title"], "createdDate": created, "lastUpdatedDate": created,
-            "mainImage": {"link": product["image_url"], "height": 500, "width": 500}}]
+            "mainImage": {"link": image_url(product), "height": 500, "width": 500}}]
     if "attributes" in datasets:
         item["attributes"] = {"item_package_weight": [
             {"unit": product["weight_unit"], "value": product["weight"],

@@ -30,6 +30,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 
 from . import bind_account, current_account, faults
+from .images import image_url
 from .limits import FixedWindow
 from .store import Account, Order
 
@@ -416,12 +417,12 @@ def _product_json(product: dict[str, Any], with_images: bool) -> dict[str, Any]:
             "is_visible": True, "inventory_level": 0, "inventory_tracking": "none",
             "availability": "available"}
     if with_images:
-        url = product["image_url"]
+        url = image_url(product)
         body["images"] = [{
             "id": product["product_id"] * 10, "product_id": product["product_id"],
             "is_thumbnail": True, "sort_order": 0, "description": "",
             "image_file": url.rsplit("/", 1)[-1], "url_zoom": url, "url_standard": url,
-            "url_thumbnail": url.replace(".jpg", "-thumb.jpg"),
-            "url_tiny": url.replace(".jpg", "-tiny.jpg"),
+            "url_thumbnail": image_url(product, "-thumb"),
+            "url_tiny": image_url(product, "-tiny"),
             "date_modified": "2026-01-01T00:00:00+00:00"}]
     return body

@@ -33,6 +33,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from . import bind_account, current_account, faults
+from .images import image_url
 from .limits import TokenBucket
 from .store import Account, Order
 
@@ -397,7 +398,7 @@ def _fulfillment_json(shipment: dict[str, Any]) -> dict[str, Any]:
 def _product_json(product: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": _gid("Product", product["product_id"]), "title": product["title"],
-        "featuredMedia": {"preview": {"image": {"url": product["image_url"]}}},
+        "featuredMedia": {"preview": {"image": {"url": image_url(product)}}},
         "variants": {"nodes": [{
             "sku": product["sku"], "title": "Default Title",
             "inventoryItem": {"measurement": {"weight": {

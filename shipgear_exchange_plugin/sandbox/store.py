@@ -164,7 +164,7 @@ class Account:
         self.products = [
             {"sku": f"SKU-{1000 + n}", "title": f"{r.choice(adjectives)} {r.choice(nouns)}",
              "weight": round(r.uniform(0.1, 9.5), 2), "weight_unit": "pounds",
-             "image_url": f"https://images.example.com/{self.platform}/{self.key}/{1000 + n}.jpg",
+             "image": f"{self.platform}/{self.key}/{1000 + n}",  # see images.image_url
              "asin": f"B0{r.randint(10**7, 10**8 - 1)}", "product_id": 100 + n}
             for n in range(count)
         ]

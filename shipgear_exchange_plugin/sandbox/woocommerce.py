@@ -32,6 +32,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from . import bind_account, current_account, faults
+from .images import image_url
 from .limits import TokenBucket
 from .store import Account, Order
 
@@ -336,7 +337,7 @@ def _product_json(product: dict[str, Any]) -> dict[str, Any]:
     """Weights in the catalogue's unit, which the weight-unit setting names."""
     return {"id": product["product_id"], "name": product["title"], "type": "simple",
             "status": "publish", "sku": product["sku"], "weight": f"{product['weight']:g}",
-            "images": [{"id": 5000 + product["product_id"], "src": product["image_url"],
+            "images": [{"id": 5000 + product["product_id"], "src": image_url(product),
                         "name": product["sku"], "alt": product["title"]}]}
 
 
