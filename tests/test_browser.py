@@ -128,6 +128,12 @@ def test_status_panel_shows_four_colours_and_refreshes_in_place(browser, coloure
             expect(badges).to_have_text([colour] * 3)
         expect(panel.locator(".sgx-account").filter(has_text="Shopify store")).to_contain_text(
             "The last 3 calls failed; last: HTTP 401.")
+        # A failed order open beside the grid, as support sees it (and the screenshot).
+        failed_row = page.locator(".sgx-row").filter(has=page.locator(".badge-wb-failed")).first
+        tracking = failed_row.locator("td").nth(4).inner_text()
+        failed_row.click()
+        expect(page.locator("#shipment-region")).to_contain_text(tracking)
+        expect(page.locator("#shipment-region")).to_contain_text("Attempts")
         if os.environ.get("SHIPGEAR_UPDATE_SCREENSHOT") == "1":
             target = ROOT / "docs" / "screenshot.png"
             target.parent.mkdir(exist_ok=True)
