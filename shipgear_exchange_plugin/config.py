@@ -41,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_FEED_THRESHOLD": 25,
     # Seconds between checks of a submitted Amazon feed's processing status.
     "SHIPGEAR_FEED_POLL_EVERY": 30,
+    # Seconds between refreshes of the orders grid and of an open shipment that is not
+    # final yet, while the page is in view and the user is not selecting rows or typing
+    # (write-backs move on their own); 0 turns it off.
+    "SHIPGEAR_PAGE_REFRESH": 10,
     # Business days after the ship date from which an unconfirmed Amazon order is
     # flagged "At risk" (Amazon cancels unconfirmed orders after about 7).
     "SHIPGEAR_AT_RISK_BUSINESS_DAYS": 5,

@@ -390,6 +390,87 @@
   });
 
   // ---------------------------------------------------------------------------------
+  // Write-backs move on their own (pending, submitted, success or failed): the grid, and
+  // an open shipment that is not final yet, reload in place every data-refresh-every
+  // seconds while the tab is in view. Never while the user is in the middle of
+  // something: rows ticked, "Select all matching" running, a click or key press there in
+  // the last seconds, a field being typed in or holding a note, text being selected, or
+  // any request on its way. The grid keeps its scroll position and the focused row.
+  var lastGrid = Date.now(), lastPanel = Date.now(), lastTouch = 0;
+  var QUIET_MS = 3000;
+  ["pointerdown", "keydown"].forEach(function (type) {
+    document.addEventListener(type, function () { lastTouch = Date.now(); }, true);
+  });
+
+  function refreshEvery() {
+    var grid = region();
+    var value = grid ? parseFloat(grid.getAttribute("data-refresh-every")) : NaN;
+    return isNaN(value) || value <= 0 ? 0 : value * 1000;
+  }
+
+  function userBusyIn(container) {
+    if (!container || Date.now() - lastTouch < QUIET_MS) { return true; }
+    var active = document.activeElement;
+    if (active && container.contains(active) && active.matches("input[type=text], select, textarea")) {
+      return true;
+    }
+    var selection = window.getSelection ? window.getSelection() : null;
+    if (selection && !selection.isCollapsed && container.contains(selection.anchorNode)) { return true; }
+    return Array.prototype.some.call(container.querySelectorAll("input[type=text], textarea"),
+                                     function (field) { return field.value !== ""; });
+  }
+
+  function refreshGridInPlace() {
+    var grid = region();
+    var scroller = grid.querySelector(".sgx-grid-scroll");
+    var scrollTop = scroller ? scroller.scrollTop : 0;
+    var active = document.activeElement;
+    var row = active && grid.contains(active) ? closest(active, ".sgx-row") : null;
+    var focused = row ? {id: row.getAttribute("data-id"), pick: active.classList.contains("sgx-pick")}
+      : null;
+    window.htmx.ajax("GET", window.location.pathname + window.location.search,
+                     {target: "#orders-region", swap: "outerHTML"}).then(function () {
+      var fresh = region();
+      var box = fresh && fresh.querySelector(".sgx-grid-scroll");
+      if (box) { box.scrollTop = scrollTop; }
+      if (!focused || !fresh) { return; }
+      var again = Array.prototype.filter.call(fresh.querySelectorAll(".sgx-row"), function (r) {
+        return r.getAttribute("data-id") === focused.id;
+      })[0];
+      var target = again && focused.pick ? again.querySelector(".sgx-pick") : again;
+      if (target) { target.focus({preventScroll: true}); }
+    });
+  }
+
+  function liveRefresh() {
+    var every = refreshEvery();
+    if (!every || !window.htmx || document.visibilityState !== "visible") { return; }
+    if (document.querySelector(".htmx-request")) { return; }
+    var now = Date.now();
+    var panel = document.getElementById("shipment-region");
+    var open = panel && panel.querySelector("[data-refresh-url]");
+    if (open && now - lastPanel >= every && !userBusyIn(panel)) {
+      lastPanel = now;
+      window.htmx.ajax("GET", open.getAttribute("data-refresh-url"),
+                       {target: "#shipment-region", swap: "innerHTML"});
+      return;
+    }
+    if (now - lastGrid >= every && !selectedIds().length && !busy && !userBusyIn(region())) {
+      lastGrid = now;
+      refreshGridInPlace();
+    }
+  }
+  setInterval(liveRefresh, 1000);
+
+  // Whatever swapped the grid or the panel (the user or the refresh), it is fresh now.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    if (!target) { return; }
+    if (target.id === "orders-region") { lastGrid = Date.now(); }
+    if (target.id === "shipment-region") { lastPanel = Date.now(); }
+  });
+
+  // ---------------------------------------------------------------------------------
   // Connection Status refreshes every 30 s while the tab is visible, when the tab comes
   // back into view, and with the filters' Update button (the panel listens for
   // "sgx:refresh" on the body). A timer here instead of an htmx trigger condition: no eval.

@@ -129,6 +129,9 @@ def make_app(backend, tmp_path):
             created[0].config["SHIPGEAR_ENCRYPTION_KEY"],
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "SHIPGEAR_SANDBOX_URL": "http://127.0.0.1:9/sandbox",
+            # The page's own refresh off, so that a browser test's grid changes only when
+            # the test acts; test_browser_grid turns it on to prove it.
+            "SHIPGEAR_PAGE_REFRESH": 0,
         }
         if backend == "embedded":
             config["DATABASE_URL"] = f"sqlite:///{tmp_path / 'exchange.sqlite'}"

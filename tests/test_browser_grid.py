@@ -24,7 +24,7 @@ from shipgear_exchange_plugin.devhost.models import Company, db
 from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.models import StoreAccount, Writeback
 
-from .browser_helpers import as_user, serve
+from .browser_helpers import as_user, serve, watched_page
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["tests.browser_fixtures"]
@@ -458,3 +458,47 @@ def test_every_column_fits_on_a_laptop_screen(page):
     assert overflow <= 1, f"the grid is {overflow}px wider than its box"
     last = page.get_by_role("columnheader", name="Last attempt")
     assert last.bounding_box()["x"] + last.bounding_box()["width"] <= 1280
+
+
+def _set_status(app, writeback_id: int, status: str) -> None:
+    """What a worker's write-back does to the row, as far as the page can see."""
+    with app.app_context():
+        db.session.execute(sa.update(Writeback).where(Writeback.id == writeback_id).values(
+            status=status, last_attempt_at=dt.datetime.now(dt.UTC)))
+        db.session.commit()
+
+
+def test_the_grid_and_an_open_shipment_follow_write_backs_without_a_reload(browser, make_app):
+    """Write-backs move while support watches: the grid and an open shipment that is not
+    final reload in place, but never under a user who has rows ticked."""
+    app = make_app(SHIPGEAR_PAGE_REFRESH=1)
+    with app.app_context():
+        seed(app, companies=3, shipments=300)
+    with serve(app) as url, watched_page(browser, url) as page:
+        as_user(page, "support")
+        page.evaluate("window.__marker = 1")
+        pending = page.locator("#orders-region tr.sgx-row").filter(
+            has=page.locator(".badge-wb-pending"))
+        first, second, third = (pending.nth(n).get_attribute("data-id") for n in range(3))
+        row = page.locator(f'#orders-region tr.sgx-row[data-id="{first}"]')
+        row.locator("td").nth(3).click()
+        panel = page.locator("#shipment-region")
+        expect(panel.locator(".badge")).to_have_text("Pending")
+
+        _set_status(app, int(first), "success")
+        expect(panel.locator(".badge")).to_have_text("Success", timeout=6000)
+        expect(row.locator(".badge")).to_have_text("Success", timeout=6000)
+        expect(row).to_have_class(re.compile(r"\bselected\b"))  # still the open one
+
+        # Rows ticked: the grid waits, so the selection is not lost under the user.
+        box = page.locator(f'#orders-region tr.sgx-row[data-id="{second}"]').get_by_role(
+            "checkbox")
+        box.check()
+        _set_status(app, int(third), "failed")
+        page.wait_for_timeout(5000)  # beyond the quiet time after a click (3 s)
+        third_badge = page.locator(f'#orders-region tr.sgx-row[data-id="{third}"] .badge')
+        expect(third_badge).to_have_text("Pending")
+        expect(box).to_be_checked()
+        box.uncheck()
+        expect(third_badge).to_have_text("Failed", timeout=6000)
+        assert page.evaluate("window.__marker") == 1, "the page reloaded as a whole"
