@@ -179,6 +179,10 @@
     }
     var retry = document.querySelector("#orders-region .sgx-retry-selected");
     if (retry) { retry.disabled = ids.length === 0 || busy; }
+    var clear = document.querySelector("#orders-region .sgx-clear-selection");
+    if (clear) { clear.hidden = ids.length === 0 && !busy; }
+    var matching = document.querySelector("#orders-region .sgx-select-matching");
+    if (matching) { matching.hidden = Boolean(allMatching); }
   }
 
   function resetSelection() {
@@ -274,6 +278,11 @@
     if (button) {
       event.preventDefault();
       fetchAllMatching(button);
+    } else if (closest(event.target, ".sgx-clear-selection")) {
+      event.preventDefault();
+      leaveAllMatching();
+      pageBoxes().forEach(function (b) { b.checked = false; });
+      refreshSelection();
     }
   });
 
@@ -289,6 +298,14 @@
     if (!ids.length) {
       event.preventDefault();
       bulkStatus("Select at least one order.");
+      return;
+    }
+    // Many orders at once: say what will happen first (one order is like Retry now).
+    if (ids.length > 1 && !window.confirm(
+        "Retry " + formatCount(ids.length) + " orders now? Each runs its next attempt at once; " +
+        "failed ones start a new round of up to 5 attempts.")) {
+      event.preventDefault();
+      bulkStatus("Nothing was retried.");
       return;
     }
     if (event.detail.formData) {

@@ -253,6 +253,14 @@ def test_support_selects_rows_and_retries_them(page, server):
     expect(page.locator("#shipment-region")).to_contain_text("Select an order in the grid")
     assert "selected=" not in page.url
     expect(retry).to_be_enabled()
+    # Several orders at once are retried only once the user says yes.
+    messages: list[str] = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.dismiss()))
+    retry.click()
+    expect(page.locator("#sgx-bulk-status")).to_have_text("Nothing was retried.")
+    assert messages and messages[0].startswith("Retry 3 orders now?")
+    assert set(_statuses(server.app, ids).values()) == {"failed"}
+    page.once("dialog", lambda dialog: dialog.accept())
     with page.expect_response(lambda r: r.url.endswith("/orders/retry")) as answer:
         retry.click()
     assert answer.value.request.headers.get("x-csrftoken")
@@ -295,13 +303,24 @@ def test_support_selects_all_matching_and_retries_them(page, server):
     expect(page.locator("#sgx-selection")).to_have_text(
         f"The first 7 of {len(failed_ids)} matching orders selected "
         "(Retry selected takes at most 7 at a time).")
+    # Clear selection undoes it all, and the link to select every match comes back.
+    clear = page.get_by_role("button", name="Clear selection")
+    expect(select_all).to_be_hidden()
+    clear.click()
+    expect(page.locator("#sgx-selection")).to_have_text("No orders selected")
+    expect(page.locator("#orders-region .sgx-pick:checked")).to_have_count(0)
+    expect(clear).to_be_hidden()
     page.locator("#sgx-bulk").evaluate("form => form.setAttribute('data-bulk-max', '1000')")
     select_all.click()
     expect(page.locator("#sgx-selection")).to_have_text(
         f"All {len(failed_ids)} matching orders selected.")
+    messages: list[str] = []
+    page.once("dialog", lambda dialog: (messages.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="Retry selected").click()
     expect(page.locator("#sgx-bulk-status")).to_have_text(
         f"{len(failed_ids)} of {len(failed_ids)} selected orders queued for retry.")
+    assert messages == [f"Retry {len(failed_ids)} orders now? Each runs its next attempt at "
+                        "once; failed ones start a new round of up to 5 attempts."]
     expect(page.locator("#orders-region")).to_contain_text("No shipped orders match")
     assert set(_statuses(server.app, failed_ids).values()) == {"pending"}
 
