@@ -111,6 +111,8 @@ class GridQuery:
     flt: orders.OrderFilter | None
     after: list | None = None
     limit: int = orders.PAGE_SIZE
+    #: Rows before this page, when its link said (None: a link from orders.json).
+    rows_before: int | None = 0
 
     def error_message(self) -> str:
         return "; ".join(f"{self.form[name].label.text}: {' '.join(errors)}"
@@ -136,14 +138,14 @@ def _parse_filters(args: MultiDict) -> GridQuery:
         search=(form.q.data or "").strip(),
         sort=form.sort.data,
     )
-    after = None
+    after, rows_before = None, 0
     if form.after.data:
         try:
-            after = _cursor_codec().decode(flt, form.after.data)
+            after, rows_before = _cursor_codec().decode_with_position(flt, form.after.data)
         except orders.CursorError as exc:
             form.after.errors = [str(exc)]
             return GridQuery(form, None)
-    return GridQuery(form, flt, after, form.limit.data or orders.PAGE_SIZE)
+    return GridQuery(form, flt, after, form.limit.data or orders.PAGE_SIZE, rows_before)
 
 
 #: The grid's own parameters: the only ones carried into links and redirects.
@@ -163,7 +165,9 @@ def page():
                                  query.after)
         total = orders.count_bounded(_session(), g.sgx_company.id, query.flt)
         if more and rows:
-            next_cursor = _cursor_codec().encode(query.flt, rows[-1])
+            next_cursor = _cursor_codec().encode(
+                query.flt, rows[-1],
+                None if query.rows_before is None else query.rows_before + len(rows))
     selected = None
     selected_id = request.args.get("selected", "").strip()
     # ASCII digits only ("²".isdigit() is true, int() refuses it); a huge id is no row's.
@@ -187,6 +191,7 @@ def page():
         page_args=_grid_args(("selected",)),
         next_cursor=next_cursor,
         on_later_page=query.after is not None,
+        rows_before=query.rows_before,
     ), 200 if query.flt is not None else 400)
     # The same URL answers the whole page or, to htmx, the grid alone. Were the grid kept
     # in the browser's cache, Back to this URL from another page would show it bare.

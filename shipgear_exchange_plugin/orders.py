@@ -222,28 +222,40 @@ def _plain_value_ok(python_type: type, value) -> bool:
 
 
 class CursorCodec:
-    """Cursors are signed (the app's secret), so a tampered one is refused, not run."""
+    """Cursors are signed (the app's secret), so a tampered one is refused, not run. The
+    page's own links also carry how many rows came before the page, so that it can say
+    "Showing 51-100"; signed, that number is as trustworthy as the rest."""
 
     def __init__(self, secret: str) -> None:
         from itsdangerous import URLSafeSerializer
 
         self.serializer = URLSafeSerializer(secret, salt="sgx-orders-cursor")
 
-    def encode(self, flt: OrderFilter, row: Writeback) -> str:
-        return self.serializer.dumps([flt.sort, _cursor_values(flt, row)])
+    def encode(self, flt: OrderFilter, row: Writeback, rows_before: int | None = None) -> str:
+        """A cursor to the rows after ``row``; with ``rows_before``, the number of rows up
+        to and including ``row``."""
+        payload = [flt.sort, _cursor_values(flt, row)]
+        if rows_before is not None:
+            payload.append(rows_before)
+        return self.serializer.dumps(payload)
 
     def decode(self, flt: OrderFilter, token: str) -> list:
+        return self.decode_with_position(flt, token)[0]
+
+    def decode_with_position(self, flt: OrderFilter, token: str) -> tuple[list, int | None]:
+        """The cursor's values, and how many rows came before its page (None: unknown)."""
         from itsdangerous import BadSignature
 
         if len(token) > 2000:
             raise CursorError("This page link is too long; start again.")
         try:
-            sort, values = self.serializer.loads(token)
+            sort, values, *rest = self.serializer.loads(token)
         except (BadSignature, ValueError, TypeError):
             raise CursorError("This page link is damaged; start again.") from None
         if sort != flt.sort:
             raise CursorError("This page link belongs to another sort; start again.")
-        return _decode_values(flt, values)
+        before = rest[0] if rest and type(rest[0]) is int and rest[0] >= 0 else None
+        return _decode_values(flt, values), before
 
 
 def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_SIZE,

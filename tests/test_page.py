@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import html as htmllib
 import io
+import re
 
 import sqlalchemy as sa
 
@@ -153,3 +155,33 @@ def test_the_policy_lets_product_images_come_from_the_configured_sandbox(make_ap
     odd = make_app(SHIPGEAR_SANDBOX_URL="http://x; script-src *")
     policy = odd.test_client().get("/login").headers["Content-Security-Policy"]
     assert "img-src 'self' https: data:;" in policy and "script-src *" not in policy
+
+
+def test_later_pages_say_which_rows_they_list(client_as):
+    """Page after page says "Showing 21–40 of N": the count of earlier rows rides in the
+    signed page link, so a link from orders.json (which has none) falls back to "Showing
+    20 of N" and an edited one is refused."""
+    client = client_as("viewer")
+    url, start, seen = "/companies/1/ecommerce/?limit=20", 1, []
+    total = None
+    while True:
+        text = client.get(url).get_data(as_text=True)
+        count = re.search(r'id="sgx-count">\s*([^<]*?)\s*</span>', text).group(1)
+        ids = re.findall(r'class="sgx-row[^"]*" data-id="(\d+)"', text)
+        if start == 1:
+            total = int(re.search(r"of ([\d,]+) matching", count).group(1).replace(",", ""))
+            assert count == f"Showing the first 20 of {total:,} matching orders"
+        else:
+            last = start + len(ids) - 1
+            assert count == f"Showing {start:,}–{last:,} of {total:,} matching orders"
+        seen += ids
+        link = re.search(r'href="([^"]+)"[^>]*data-key="next"', text)
+        if link is None:
+            break
+        url, start = htmllib.unescape(link.group(1)), start + len(ids)
+    assert len(seen) == len(set(seen)) == total > 40
+    json_next = client.get("/companies/1/ecommerce/orders.json?limit=20").get_json()["next"]
+    text = client.get(f"/companies/1/ecommerce/?limit=20&after={json_next}").get_data(as_text=True)
+    assert f"Showing 20 of {total:,} matching orders" in text
+    edited = client.get(f"/companies/1/ecommerce/?limit=20&after={json_next[:-3]}abc")
+    assert edited.status_code == 400
