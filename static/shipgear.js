@@ -410,13 +410,17 @@
   // Write-backs move on their own (pending, submitted, success or failed): the grid, and
   // an open shipment that is not final yet, reload in place every data-refresh-every
   // seconds while the tab is in view. Never while the user is in the middle of
-  // something: rows ticked, "Select all matching" running, a click or key press there in
-  // the last seconds, a field being typed in or holding a note, text being selected, or
-  // any request on its way. The grid keeps its scroll position and the focused row.
+  // something: rows ticked, "Select all matching" running, a click, key press or scroll
+  // in the last seconds, a field being typed in or holding a note, text being selected,
+  // or any request on its way; and an answer that comes back after the user acted, or
+  // that shows nothing new (data-version), is not swapped in. The grid keeps its scroll
+  // position and focus.
   var lastGrid = Date.now(), lastPanel = Date.now(), lastTouch = 0;
   var QUIET_MS = 3000;
-  ["pointerdown", "keydown"].forEach(function (type) {
-    document.addEventListener(type, function () { lastTouch = Date.now(); }, true);
+  var LIVE = "X-SGX-Live";
+  ["pointerdown", "keydown", "wheel", "touchstart"].forEach(function (type) {
+    document.addEventListener(type, function () { lastTouch = Date.now(); },
+                              {capture: true, passive: true});
   });
 
   function refreshEvery() {
@@ -437,27 +441,84 @@
                                      function (field) { return field.value !== ""; });
   }
 
+  // What has the focus in the grid, so that the same thing gets it back after a swap.
+  function focusedInGrid(grid) {
+    var active = document.activeElement;
+    if (!active || active === document.body || !grid.contains(active)) { return null; }
+    var row = closest(active, ".sgx-row");
+    if (row) {
+      return {row: row.getAttribute("data-id"), pick: active.classList.contains("sgx-pick")};
+    }
+    if (active.id) { return {id: active.id}; }
+    var key = active.getAttribute("data-key");
+    return key ? {key: key} : {cls: active.classList.item(0)};
+  }
+
+  function refocusInGrid(grid, focused) {
+    var target = null;
+    if (focused.row) {
+      var again = Array.prototype.filter.call(grid.querySelectorAll(".sgx-row"), function (r) {
+        return r.getAttribute("data-id") === focused.row;
+      })[0];
+      target = again && focused.pick ? again.querySelector(".sgx-pick") : again;
+    } else if (focused.id) {
+      target = document.getElementById(focused.id);
+    } else if (focused.key) {
+      target = Array.prototype.filter.call(grid.querySelectorAll("[data-key]"), function (a) {
+        return a.getAttribute("data-key") === focused.key;
+      })[0];
+    } else if (focused.cls) {
+      target = grid.querySelector("." + focused.cls);
+    }
+    if (target) { target.focus({preventScroll: true}); }
+  }
+
+  function liveRequest(url, target, swap) {
+    var headers = {};
+    headers[LIVE] = String(Date.now());
+    return window.htmx.ajax("GET", url, {target: target, swap: swap, headers: headers});
+  }
+
   function refreshGridInPlace() {
     var grid = region();
     var scroller = grid.querySelector(".sgx-grid-scroll");
-    var scrollTop = scroller ? scroller.scrollTop : 0;
-    var active = document.activeElement;
-    var row = active && grid.contains(active) ? closest(active, ".sgx-row") : null;
-    var focused = row ? {id: row.getAttribute("data-id"), pick: active.classList.contains("sgx-pick")}
-      : null;
-    window.htmx.ajax("GET", window.location.pathname + window.location.search,
-                     {target: "#orders-region", swap: "outerHTML"}).then(function () {
+    var scroll = scroller ? [scroller.scrollTop, scroller.scrollLeft] : [0, 0];
+    var focused = focusedInGrid(grid);
+    liveRequest(window.location.pathname + window.location.search, "#orders-region",
+                "outerHTML").then(function () {
       var fresh = region();
-      var box = fresh && fresh.querySelector(".sgx-grid-scroll");
-      if (box) { box.scrollTop = scrollTop; }
-      if (!focused || !fresh) { return; }
-      var again = Array.prototype.filter.call(fresh.querySelectorAll(".sgx-row"), function (r) {
-        return r.getAttribute("data-id") === focused.id;
-      })[0];
-      var target = again && focused.pick ? again.querySelector(".sgx-pick") : again;
-      if (target) { target.focus({preventScroll: true}); }
-    });
+      if (!fresh || fresh === grid) { return; } // not swapped: nothing new, or the user acted
+      var box = fresh.querySelector(".sgx-grid-scroll");
+      if (box) { box.scrollTop = scroll[0]; box.scrollLeft = scroll[1]; }
+      if (focused) { refocusInGrid(fresh, focused); }
+    }).catch(function () { /* offline or aborted: the next tick tries again */ });
   }
+
+  // A live answer is swapped only if the user did nothing since it was asked for, nothing
+  // is selected, it is for the shipment still open, and it shows something new.
+  function versionIn(html) {
+    var found = /data-version="([^"]*)"/.exec(html || "");
+    return found ? found[1] : null;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var config = event.detail.requestConfig;
+    var sent = config && config.headers ? parseInt(config.headers[LIVE], 10) : NaN;
+    if (isNaN(sent)) { return; }
+    var target = event.detail.target;
+    var current = target && target.querySelector("[data-version]");
+    var stale = lastTouch > sent || selectedIds().length > 0 || busy ||
+      event.detail.xhr.status !== 200 || (target && !target.isConnected);
+    if (target && target.id === "orders-region") {
+      current = target;
+    } else if (current && !new RegExp("/orders/" + current.getAttribute("data-writeback-id") +
+                                      "(?:[?#]|$)").test(config.path)) {
+      stale = true; // another shipment was opened meanwhile
+    }
+    if (stale || (current && versionIn(event.detail.xhr.responseText) === current.getAttribute("data-version"))) {
+      event.detail.shouldSwap = false;
+    }
+  });
 
   function liveRefresh() {
     var every = refreshEvery();
@@ -468,8 +529,8 @@
     var open = panel && panel.querySelector("[data-refresh-url]");
     if (open && now - lastPanel >= every && !userBusyIn(panel)) {
       lastPanel = now;
-      window.htmx.ajax("GET", open.getAttribute("data-refresh-url"),
-                       {target: "#shipment-region", swap: "innerHTML"});
+      liveRequest(open.getAttribute("data-refresh-url"), "#shipment-region", "innerHTML")
+        .catch(function () { /* the next tick tries again */ });
       return;
     }
     if (now - lastGrid >= every && !selectedIds().length && !busy && !userBusyIn(region())) {

@@ -496,6 +496,12 @@ def test_the_grid_and_an_open_shipment_follow_write_backs_without_a_reload(brows
     with serve(app) as url, watched_page(browser, url) as page:
         as_user(page, "support")
         page.evaluate("window.__marker = 1")
+        # Nothing new: the grid is asked again but not swapped (focus and reading undisturbed).
+        page.evaluate("document.getElementById('orders-region').__same = 1")
+        with page.expect_response(lambda r: r.request.headers.get("x-sgx-live") is not None):
+            pass
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.getElementById('orders-region').__same") == 1
         pending = page.locator("#orders-region tr.sgx-row").filter(
             has=page.locator(".badge-wb-pending"))
         first, second, third = (pending.nth(n).get_attribute("data-id") for n in range(3))
@@ -505,8 +511,8 @@ def test_the_grid_and_an_open_shipment_follow_write_backs_without_a_reload(brows
         expect(panel.locator(".badge")).to_have_text("Pending")
 
         _set_status(app, int(first), "success")
-        expect(panel.locator(".badge")).to_have_text("Success", timeout=6000)
-        expect(row.locator(".badge")).to_have_text("Success", timeout=6000)
+        expect(panel.locator(".badge")).to_have_text("Success", timeout=10_000)
+        expect(row.locator(".badge")).to_have_text("Success", timeout=10_000)
         expect(row).to_have_class(re.compile(r"\bselected\b"))  # still the open one
 
         # Rows ticked: the grid waits, so the selection is not lost under the user.
@@ -519,5 +525,5 @@ def test_the_grid_and_an_open_shipment_follow_write_backs_without_a_reload(brows
         expect(third_badge).to_have_text("Pending")
         expect(box).to_be_checked()
         box.uncheck()
-        expect(third_badge).to_have_text("Failed", timeout=6000)
+        expect(third_badge).to_have_text("Failed", timeout=10_000)
         assert page.evaluate("window.__marker") == 1, "the page reloaded as a whole"

@@ -152,9 +152,15 @@ def test_the_policy_lets_product_images_come_from_the_configured_sandbox(make_ap
     policy = app.test_client().get("/login").headers["Content-Security-Policy"]
     assert "img-src 'self' https: data: http://127.0.0.1:5999;" in policy
     assert "script-src 'self';" in policy
-    odd = make_app(SHIPGEAR_SANDBOX_URL="http://x; script-src *")
-    policy = odd.test_client().get("/login").headers["Content-Security-Policy"]
-    assert "img-src 'self' https: data:;" in policy and "script-src *" not in policy
+    for odd_url in ("http://x; script-src *", "http://bad host/", "ftp://files.example/"):
+        odd = make_app(SHIPGEAR_SANDBOX_URL=odd_url)
+        policy = odd.test_client().get("/login").headers["Content-Security-Policy"]
+        assert "script-src *" not in policy, odd_url
+        assert "img-src 'self' https: data:;" in policy, odd_url
+    with_user = make_app(SHIPGEAR_SANDBOX_URL="http://user:secret@10.0.0.1:8080/sandbox")
+    policy = with_user.test_client().get("/login").headers["Content-Security-Policy"]
+    assert "img-src 'self' https: data: http://10.0.0.1:8080;" in policy
+    assert "secret" not in policy
 
 
 def test_later_pages_say_which_rows_they_list(client_as):
@@ -185,3 +191,20 @@ def test_later_pages_say_which_rows_they_list(client_as):
     assert f"Showing 20 of {total:,} matching orders" in text
     edited = client.get(f"/companies/1/ecommerce/?limit=20&after={json_next[:-3]}abc")
     assert edited.status_code == 400
+
+
+def test_a_grid_with_filters_in_error_does_not_refresh_itself(make_app):
+    from shipgear_exchange_plugin.devhost.seed import seed
+
+    from .conftest import login
+
+    app = make_app(SHIPGEAR_PAGE_REFRESH=10, WTF_CSRF_ENABLED=False)
+    with app.app_context():
+        seed(app, companies=1, shipments=20)
+    client = app.test_client()
+    assert login(client, "viewer").status_code == 302
+    good = client.get("/companies/1/ecommerce/").get_data(as_text=True)
+    assert 'data-refresh-every="10"' in good
+    bad = client.get("/companies/1/ecommerce/?date_from=2026-02-30")
+    assert bad.status_code == 400
+    assert 'data-refresh-every="0"' in bad.get_data(as_text=True)

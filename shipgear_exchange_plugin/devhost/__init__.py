@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -103,24 +105,36 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 #: No inline script or style anywhere: scripts and styles come from our own static files
 #: (htmx's injected indicator style is turned off in the layout), images may come from
 #: the stores' CDNs (product thumbnails).
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
-    "frame-ancestors 'none'"
+_POLICY = (
+    ("default-src", "'self'"), ("script-src", "'self'"), ("style-src", "'self'"),
+    ("img-src", "'self' https: data:"), ("connect-src", "'self'"), ("object-src", "'none'"),
+    ("base-uri", "'self'"), ("form-action", "'self'"), ("frame-ancestors", "'none'"),
 )
+CONTENT_SECURITY_POLICY = "; ".join(f"{name} {value}" for name, value in _POLICY)
 
 
 def content_security_policy(config) -> str:
     """The policy, with the marketplace sandbox's origin among the image sources when one
     is configured: its stores link product images on the sandbox, over plain HTTP in the
-    demo and the tests, where real stores link them on their CDNs over HTTPS."""
-    sandbox = str(config.get("SHIPGEAR_SANDBOX_URL") or "")
-    scheme, _, rest = sandbox.partition("://")
-    origin = f"{scheme}://{rest.split('/', 1)[0]}" if scheme in ("http", "https") and rest else ""
-    if not origin or any(c in origin for c in " ;,'\""):
+    demo and the tests, where real stores link them on their CDNs over HTTPS. Only a
+    plain scheme://host[:port] is added (never credentials or anything else from it)."""
+    origin = _origin(str(config.get("SHIPGEAR_SANDBOX_URL") or ""))
+    if origin is None:
         return CONTENT_SECURITY_POLICY
-    return CONTENT_SECURITY_POLICY.replace("img-src 'self' https: data:;",
-                                           f"img-src 'self' https: data: {origin};")
+    return "; ".join(f"{name} {value} {origin}" if name == "img-src" else f"{name} {value}"
+                     for name, value in _POLICY)
+
+
+def _origin(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _security_headers(response):
