@@ -168,20 +168,23 @@ def page():
             next_cursor = _cursor_codec().encode(
                 query.flt, rows[-1],
                 None if query.rows_before is None else query.rows_before + len(rows))
-    selected = None
-    selected_id = request.args.get("selected", "").strip()
+    selected, selected_id = None, None
+    raw_selected = request.args.get("selected", "").strip()
     # ASCII digits only ("²".isdigit() is true, int() refuses it); a huge id is no row's.
-    if selected_id.isascii() and selected_id.isdigit() and len(selected_id.lstrip("0")) <= 10:
-        selected = shipment_context(int(selected_id))
+    if raw_selected.isascii() and raw_selected.isdigit() and len(raw_selected.lstrip("0")) <= 10:
+        selected_id = int(raw_selected)
     fragment = _is_htmx_grid()
+    if selected_id is not None and not fragment:  # the grid alone only marks its row
+        selected = shipment_context(selected_id)
     template = "shipgear_exchange/_grid.html" if fragment else "shipgear_exchange/page.html"
     sort = query.flt.sort if query.flt else orders.DEFAULT_SORT
     response = make_response(render_template(
         template,
         form=query.form,
         rows=rows,
-        **_status_context(),
+        **({} if fragment else _status_context()),  # the panel refreshes on its own
         selected=selected,
+        selected_id=selected_id,
         total=total,
         total_bound=orders.COUNT_BOUND,
         sort=sort,
