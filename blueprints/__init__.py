@@ -23,7 +23,7 @@ HEADINGS = {dberrors.UNREACHABLE: "The database is unreachable",
 
 def create_blueprint(name: str) -> Blueprint:
     """The plugin's blueprint, named as the manifest says."""
-    from . import accounts, actions, ecommerce, export, products
+    from . import accounts, actions, ecommerce, errors, export, products
 
     bp = Blueprint(name, __name__, template_folder=str(TEMPLATES_DIR),
                    static_folder=str(STATIC_DIR), static_url_path="/static")
@@ -32,6 +32,7 @@ def create_blueprint(name: str) -> Blueprint:
     actions.register(bp)
     products.register(bp)
     export.register(bp)
+    errors.register(bp)
     _register_database_errors(bp)
     return bp
 

@@ -21,11 +21,21 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    request,
+    stream_with_context,
+)
 from sqlalchemy.orm import Session
 
 from .. import dberrors, export, orders
 from .ecommerce import _parse_filters, _session
+from .errors import wants_page
 
 
 def register(bp: Blueprint) -> None:
@@ -51,7 +61,11 @@ def _download(chunks: Callable[..., Iterator[bytes]], kind: str, extension: str,
               content_type: str):
     query = _parse_filters(request.args)
     if query.flt is None:
-        return jsonify({"error": f"Invalid filter: {query.error_message()}"}), 400
+        message = f"Invalid filter: {query.error_message()}"
+        if wants_page():  # a person followed an edited link: a page, not JSON
+            abort(400, message.rstrip(".") + ". Correct the filters on the page, then export "
+                  "again.")
+        return jsonify({"error": message}), 400
     company = g.sgx_company
     flt: orders.OrderFilter = query.flt
     engine = _session().get_bind()
