@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from .. import dberrors
 from ..paths import STATIC_DIR, TEMPLATES_DIR
+from .errors import wants_json
 
 #: Seconds a client is asked to wait before trying again (``Retry-After``).
 RETRY_AFTER = {dberrors.UNREACHABLE: 30, dberrors.OUT_OF_SPACE: 300}
@@ -91,11 +92,6 @@ def metrics_unavailable(error: Exception):
                     headers={"Retry-After": str(RETRY_AFTER[reason])})
 
 
-def _wants_json() -> bool:
-    return request.path.endswith(".json") or (
-        request.accept_mimetypes.best == "application/json")
-
-
 def database_unavailable(error: Exception):
     """503 with ``Retry-After``: an HTML page saying the database cannot serve this now
     (htmx requests get ``HX-Refresh``, so the whole page shows it: htmx swaps no 5xx), or
@@ -104,7 +100,7 @@ def database_unavailable(error: Exception):
     retry_after = RETRY_AFTER[reason]
     headers = {"Retry-After": str(retry_after), "Cache-Control": "no-store"}
     message = dberrors.MESSAGES[reason]
-    if _wants_json():
+    if wants_json():
         return jsonify({"error": message}), 503, headers
     if request.headers.get("HX-Request") == "true":
         headers["HX-Refresh"] = "true"

@@ -16,6 +16,7 @@ from flask import Blueprint, abort, g, jsonify, redirect, render_template, reque
 from .. import dispatch, orders, runtime
 from ..host_contract import get_host
 from ..models import utcnow
+from .errors import wants_json
 from .forms import BulkRetryForm, ConfirmForm, MarkConfirmedForm
 
 ACT = "ecommerce.act"
@@ -28,14 +29,10 @@ def register(bp: Blueprint) -> None:
                     mark_confirmed, methods=["POST"])
 
 
-def _wants_json() -> bool:
-    return request.accept_mimetypes.best == "application/json"
-
-
 def _refuse(status: int, message: str):
     """Stop the request with ``status`` and a message: ``{"ok": false, "message"}`` to a
     JSON client (openapi.yaml), the host's error page saying it to the others."""
-    if _wants_json():
+    if wants_json():
         response = jsonify({"ok": False, "message": message})
         response.status_code = status
         abort(response)
@@ -61,7 +58,7 @@ def _retry(ids: list[int]) -> list[int]:
 
 
 def _answer(writeback_id: int, message: str, status: int = 200):
-    if _wants_json():
+    if wants_json():
         return jsonify({"ok": status < 400, "message": message, "id": writeback_id}), status
     if request.headers.get("HX-Request") == "true":
         from .ecommerce import shipment_context
@@ -102,7 +99,7 @@ def retry_many():
     if waiting:
         message += (f" {waiting} of them may be in an Amazon feed that Amazon is still "
                     "processing: they wait for it, then ask Amazon first.")
-    if _wants_json() or request.headers.get("HX-Request") == "true":
+    if wants_json() or request.headers.get("HX-Request") == "true":
         return jsonify({"ok": True, "message": message, "retried": done})
     return redirect(url_for(".page"))
 

@@ -28,10 +28,15 @@ def register(bp: Blueprint) -> None:
         bp.register_error_handler(code, page_for_people)
 
 
+def wants_json() -> bool:
+    return request.path.endswith(".json") or (
+        request.accept_mimetypes.best == "application/json")
+
+
 def wants_page() -> bool:
+    """A browser navigation: a page is the answer (not JSON, not an htmx swap)."""
     return ("text/html" in request.headers.get("Accept", "")
-            and request.headers.get("HX-Request") != "true"
-            and not request.path.endswith(".json"))
+            and request.headers.get("HX-Request") != "true" and not wants_json())
 
 
 def page_for_people(error: HTTPException):

@@ -351,21 +351,17 @@
   var refocus = null;
   document.addEventListener("htmx:beforeRequest", function (event) {
     var link = closest(event.detail.elt, ".sgx-sort, .sgx-page-link");
-    refocus = link && document.activeElement === link
-      ? {selector: link.classList.contains("sgx-sort") ? ".sgx-sort" : ".sgx-page-link",
-         key: link.getAttribute("data-key")}
-      : null;
+    refocus = link && document.activeElement === link ? focusedInGrid(region()) : null;
   });
 
   function restoreFocus() {
     if (!refocus) { return; }
     var grid = region(), wanted = refocus;
     refocus = null;
-    if (!grid) { return; }
-    var match = Array.prototype.filter.call(grid.querySelectorAll(wanted.selector), function (a) {
-      return a.getAttribute("data-key") === wanted.key;
-    })[0] || grid.querySelector(".sgx-row");
-    if (match) { match.focus(); }
+    if (grid && !refocusInGrid(grid, wanted, {})) {
+      var first = grid.querySelector(".sgx-row");
+      if (first) { first.focus(); }
+    }
   }
 
   // A new grid (filters, sort, page, refresh, Back) starts with nothing selected.
@@ -444,17 +440,18 @@
   // What has the focus in the grid, so that the same thing gets it back after a swap.
   function focusedInGrid(grid) {
     var active = document.activeElement;
-    if (!active || active === document.body || !grid.contains(active)) { return null; }
+    if (!grid || !active || active === document.body || !grid.contains(active)) { return null; }
     var row = closest(active, ".sgx-row");
     if (row) {
       return {row: row.getAttribute("data-id"), pick: active.classList.contains("sgx-pick")};
     }
     if (active.id) { return {id: active.id}; }
-    var key = active.getAttribute("data-key");
-    return key ? {key: key} : {cls: active.classList.item(0)};
+    var key = active.getAttribute("data-key"), cls = active.classList.item(0);
+    return key ? {key: key} : cls ? {cls: cls} : null;
   }
 
-  function refocusInGrid(grid, focused) {
+  // Focus what focusedInGrid() described, in a new grid; false if it is not there.
+  function refocusInGrid(grid, focused, options) {
     var target = null;
     if (focused.row) {
       var again = Array.prototype.filter.call(grid.querySelectorAll(".sgx-row"), function (r) {
@@ -470,7 +467,8 @@
     } else if (focused.cls) {
       target = grid.querySelector("." + focused.cls);
     }
-    if (target) { target.focus({preventScroll: true}); }
+    if (target) { target.focus(options); }
+    return Boolean(target);
   }
 
   function liveRequest(url, target, swap) {
@@ -490,7 +488,7 @@
       if (!fresh || fresh === grid) { return; } // not swapped: nothing new, or the user acted
       var box = fresh.querySelector(".sgx-grid-scroll");
       if (box) { box.scrollTop = scroll[0]; box.scrollLeft = scroll[1]; }
-      if (focused) { refocusInGrid(fresh, focused); }
+      if (focused) { refocusInGrid(fresh, focused, {preventScroll: true}); }
     }).catch(function () { /* offline or aborted: the next tick tries again */ });
   }
 

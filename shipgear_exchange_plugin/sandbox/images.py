@@ -43,11 +43,11 @@ def _drawing(title: str, sku: str) -> str:
 
 @bp.get("/<platform>/<key>/<name>")
 def product_image(platform: str, key: str, name: str):
+    if not name.endswith(".svg"):
+        abort(404)
     stem = name.removesuffix(".svg")
     for variant in VARIANTS[1:]:
         stem = stem.removesuffix(variant)
-    if not name.endswith(".svg"):
-        abort(404)
     try:
         account = current_app.extensions["sandbox"].account(platform, key)
     except KeyError:
