@@ -1,6 +1,7 @@
 """RQ jobs of the write-back engine. Thin: each asks the core to take one step, then
 schedules the step that follows. A job that finds nothing to do (another worker took the
-row, the company's plugin is disabled) returns without touching the row."""
+row, the company's plugin or the store account is disabled) returns without touching
+the row."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from shipgear_exchange_plugin.host_contract import get_host
 from shipgear_exchange_plugin.jobs.locks import once
 from shipgear_exchange_plugin.models import Writeback
 
-WAITING = "waiting: plugin disabled for the company"
+WAITING = "waiting: the plugin is disabled for the company, or the store account is"
 
 
 def send(writeback_id: int) -> str:

@@ -62,7 +62,8 @@ class AmazonFeeds:
         counts = self.session.execute(
             sa.select(Writeback.account_id, sa.func.count())
             .join(StoreAccount, StoreAccount.id == Writeback.account_id)
-            .where(StoreAccount.platform == "amazon", Writeback.company_id.in_(company_ids),
+            .where(StoreAccount.platform == "amazon", StoreAccount.enabled.is_(True),
+                   Writeback.company_id.in_(company_ids),
                    Writeback.needs_check.is_(False),
                    *self.service._claimable(WritebackStatus.PENDING, now))
             .group_by(Writeback.account_id)).all()
@@ -193,7 +194,9 @@ class AmazonFeeds:
         ``claimed`` before the claim is written, in case it lands unseen."""
         service, now = self.service, self.service.now()
         conditions = [Writeback.account_id == account_id, Writeback.needs_check.is_(False),
-                      *service._claimable(WritebackStatus.PENDING, now)]
+                      *service._claimable(WritebackStatus.PENDING, now),
+                      sa.exists().where(StoreAccount.id == account_id,  # not disabled since
+                                        StoreAccount.enabled.is_(True))]
         ids = self.session.execute(
             sa.select(Writeback.id).where(*conditions).order_by(Writeback.id).limit(limit)
             .with_for_update(skip_locked=True)).scalars().all()

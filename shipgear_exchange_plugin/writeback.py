@@ -46,7 +46,15 @@ from .connectors import (
 from .connectors.base import clip
 from .credentials import read_credentials
 from .crypto import CredentialBox
-from .models import MAX_ATTEMPTS, Attempt, AuditEvent, Writeback, WritebackStatus, utcnow
+from .models import (
+    MAX_ATTEMPTS,
+    Attempt,
+    AuditEvent,
+    StoreAccount,
+    Writeback,
+    WritebackStatus,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +218,9 @@ class WritebackService:
         """Take the row for this worker: one ``UPDATE ... RETURNING`` whose target is
         picked with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers).
         A Step instead when there is nothing to do: "skipped" when the row is not due, not
-        in ``status`` or held by another worker; "waiting" when the company's plugin is
-        off (the claim is rolled back: the row waits, and the sweeper finds it again once
-        the company is enabled).
+        in ``status`` or held by another worker; "waiting" when the company's plugin or
+        the row's store account is off (the claim is rolled back: the row waits, and the
+        sweeper finds it again once both are enabled).
 
         The returned row stays loaded after the commit: while the claim is ours nobody else
         writes the row, except the sweeper or a user, who both clear the claim, which
@@ -230,7 +238,9 @@ class WritebackService:
             if self.enabled is not None and not self.enabled(row.company_id):
                 session.rollback()
                 return Step(writeback_id, "waiting")
-            row.account  # noqa: B018 - loaded now, so the commit does not discard it
+            if not row.account.enabled:  # loaded now, so the commit does not discard it
+                session.rollback()
+                return Step(writeback_id, "waiting")
             with _kept_after_commit(session):
                 session.commit()
         except Exception:
@@ -634,17 +644,20 @@ class WritebackService:
 
     def due(self, company_ids: list[int],
             limit: int = 1000) -> list[tuple[int, str, int, dt.datetime | None]]:
-        """Rows of these companies whose next step is due:
+        """Rows of these companies' enabled store accounts whose next step is due:
         (id, "send" | "verify", attempt number or 0, due time)."""
         if not company_ids:
             return []
         now = self.now()
+        enabled_accounts = sa.select(StoreAccount.id).where(
+            StoreAccount.company_id.in_(company_ids), StoreAccount.enabled.is_(True))
         found = []
         for status, kind in ((WritebackStatus.PENDING, "send"),
                              (WritebackStatus.SUBMITTED, "verify")):
             rows = self.session.execute(
                 sa.select(Writeback.id, Writeback.attempt_count, Writeback.next_attempt_at)
-                .where(*self._claimable(status, now), Writeback.company_id.in_(company_ids))
+                .where(*self._claimable(status, now), Writeback.company_id.in_(company_ids),
+                       Writeback.account_id.in_(enabled_accounts))
                 .order_by(Writeback.next_attempt_at).limit(limit)).all()
             found.extend((r.id, kind, r.attempt_count + 1 if kind == "send" else 0,
                           r.next_attempt_at) for r in rows)

@@ -383,6 +383,29 @@ def test_a_disabled_company_waits_and_resumes_when_enabled(engine_app, sandbox):
     assert len(store(sandbox).writes) == 1
 
 
+def test_a_disabled_store_account_waits_and_resumes_when_enabled(engine_app, sandbox):
+    """An admin turned the account off (the shop is closed for now): its shipments keep
+    their rows, nothing is sent and the sweeper leaves them be; other accounts go on."""
+    from shipgear_exchange_plugin.jobs.writeback import send, sweep
+    from shipgear_exchange_plugin.models import StoreAccount
+
+    (wid,) = ship(engine_app)
+    (other,) = ship(engine_app, order_id="6001", platform="shopify")
+    with engine_app.app_context():
+        account = db.session.get(Writeback, wid).account
+        account.enabled = False
+        db.session.commit()
+        assert send(wid).startswith("waiting")
+        assert sweep()["due"] == 1  # only the Shopify row
+        assert send(other) == "sent"
+        db.session.get(StoreAccount, account.id).enabled = True
+        db.session.commit()
+        assert sweep()["due"] == 1
+        assert send(wid) == "sent"
+        assert db.session.get(Writeback, wid).attempt_count == 1  # the wait cost no attempt
+    assert len(store(sandbox).writes) == 1
+
+
 def test_the_shared_rate_limiter_spans_workers(engine_app):
     from shipgear_exchange_plugin.connectors import Api
 
