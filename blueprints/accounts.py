@@ -1,7 +1,9 @@
-"""Store accounts page for admins (``ecommerce.manage``): credentials and connection test.
+"""Store accounts page for admins (``ecommerce.manage``): connect an account, edit its
+settings or turn it off, replace its credentials, test the connection.
 
 Credentials are write-only here: the page says "set" or "not set", a form replaces them,
-and the test button probes each API with them and shows the answers.
+and the test button probes each API with them and shows the answers. The rules for the
+settings are the core's (:mod:`..store_accounts`); these views only show the forms.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
-from .. import settings
+from .. import settings, store_accounts
 from ..connectors import connector_class
 from ..credentials import set_credentials
 from ..health import probe_account
 from ..host_contract import get_host
-from ..models import AuditEvent, StoreAccount
+from ..models import AuditEvent, Platform, StoreAccount
 from ..plugin import state
-from .forms import AlertsForm, ConfirmForm, credentials_form
+from ..store_accounts import AccountRefused, AccountValues, Actor
+from .forms import AlertsForm, ConfirmForm, account_form, credentials_form
 
 MANAGE = "ecommerce.manage"
 #: An admin waits for the test: keep it short (connect, read) per call.
@@ -30,6 +33,10 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/accounts/<int:account_id>/test", "test_connection", test_connection,
                     methods=["POST"])
     bp.add_url_rule("/accounts/alerts", "save_alerts", save_alerts, methods=["POST"])
+    bp.add_url_rule("/accounts/connect/<platform>", "connect_account", connect_account,
+                    methods=["GET", "POST"])
+    bp.add_url_rule("/accounts/<int:account_id>/settings", "account_settings",
+                    account_settings, methods=["GET", "POST"])
 
 
 def _require_manage() -> None:
@@ -70,7 +77,8 @@ def _page(status: int = 200, **context):
     """The accounts page; ``context`` overrides the defaults (a form with errors...)."""
     items = _company_accounts()
     values = {"accounts": items, "forms": _forms(items), "test_form": ConfirmForm(),
-              "results": {}, "alerts_form": None, "saved": None, "alerts_saved": False}
+              "results": {}, "alerts_form": None, "saved": None, "connected": None,
+              "updated": None, "alerts_saved": False, "platforms": list(Platform)}
     values.update(context)
     if values["alerts_form"] is None:
         values["alerts_form"] = _alerts_form()
@@ -90,9 +98,83 @@ def _alerts_form(formdata=None) -> AlertsForm:
 
 def accounts():
     _require_manage()
-    saved = next((a for a in _company_accounts() if str(a.id) == request.args.get("saved")),
-                 None)
-    return _page(saved=saved, alerts_saved=request.args.get("alerts") == "saved")
+    items = _company_accounts()
+
+    def named(arg: str) -> StoreAccount | None:
+        return next((a for a in items if str(a.id) == request.args.get(arg)), None)
+
+    return _page(saved=named("saved"), connected=named("connected"), updated=named("updated"),
+                 alerts_saved=request.args.get("alerts") == "saved")
+
+
+def connect_account(platform: str):
+    """Connect a new store account of ``platform``: settings and credentials at once."""
+    _require_manage()
+    if platform not in {p.value for p in Platform}:
+        abort(404)
+    connector = connector_class(platform)
+    posted = request.method == "POST"
+    defaults = connector.default_options(connector.endpoint_example)
+    form = account_form(platform, connecting=True, formdata=request.form if posted else None,
+                        data={f.name: defaults.get(f.name, "")
+                              for f in connector.option_fields})
+    if posted and form.validate():
+        try:
+            account = store_accounts.connect(
+                _session(), state(get_host().app).credentials, g.sgx_company.id, platform,
+                _values(form), {name: form[name].data for name in form.credential_names},
+                _actor(), _sandbox_url())
+        except AccountRefused as refused:
+            form[refused.field].errors.append(refused.message)
+        else:
+            return redirect(url_for(".accounts", connected=account.id))
+    return _settings_page(form, platform, None, 400 if posted else 200)
+
+
+def account_settings(account_id: int):
+    """Rename the account, change its order source or API address, its options, or turn
+    it off and on. Credentials have their own form (write-only)."""
+    _require_manage()
+    account = _account(account_id)
+    posted = request.method == "POST"
+    options = account.options or {}
+    form = account_form(account.platform, connecting=False,
+                        formdata=request.form if posted else None,
+                        data=None if posted else {
+                            "name": account.name, "order_source": account.order_source,
+                            "endpoint": account.endpoint, "enabled": account.enabled,
+                            **{f.name: str(options.get(f.name) or "")
+                               for f in connector_class(account.platform).option_fields}})
+    if posted and form.validate():
+        try:
+            store_accounts.update(_session(), account, _values(form), _actor(), _sandbox_url())
+        except AccountRefused as refused:
+            form[refused.field].errors.append(refused.message)
+        else:
+            return redirect(url_for(".accounts", updated=account.id))
+    return _settings_page(form, account.platform, account, 400 if posted else 200)
+
+
+def _settings_page(form, platform: str, account: StoreAccount | None, status: int):
+    return render_template("shipgear_exchange/account_settings.html", form=form,
+                           platform_label=Platform(platform).label, account=account), status
+
+
+def _values(form) -> AccountValues:
+    enabled = form["enabled"].data if "enabled" in form else True
+    return AccountValues(name=form.name.data, order_source=form.order_source.data,
+                         endpoint=form.endpoint.data,
+                         options={name: (form[name].data or "").strip()
+                                  for name in form.option_names},
+                         enabled=bool(enabled))
+
+
+def _actor() -> Actor:
+    return Actor(g.sgx_user.id, g.sgx_user.username)
+
+
+def _sandbox_url() -> str | None:
+    return get_host().app.config.get("SHIPGEAR_SANDBOX_URL")
 
 
 def save_alerts():

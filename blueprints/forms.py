@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import request
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     Form,
     IntegerField,
@@ -24,8 +25,10 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..connectors import connector_class
 from ..models import WritebackStatus
 from ..orders import MAX_PAGE_SIZE, parse_sort, valid_id
+from ..store_accounts import option_problem
 
 MAX_BULK = 1000
 STATUS_CHOICES = [SelectChoice(s.value, s.value.capitalize()) for s in WritebackStatus]
@@ -89,14 +92,64 @@ class CredentialsForm(FlaskForm):
     ever pre-filled: stored secrets are not sent back to the browser."""
 
 
+def _credential_fields(field_names: tuple[str, ...]) -> dict[str, PasswordField]:
+    return {name: PasswordField(name.replace("_", " ").capitalize(),
+                                validators=[DataRequired(), Length(max=4000)])
+            for name in field_names}
+
+
 def credentials_form(field_names: tuple[str, ...], formdata=None) -> CredentialsForm:
-    fields = {
-        name: PasswordField(name.replace("_", " ").capitalize(),
-                            validators=[DataRequired(), Length(max=4000)])
-        for name in field_names
-    }
-    form_class = type("PlatformCredentialsForm", (CredentialsForm,), fields)
+    form_class = type("PlatformCredentialsForm", (CredentialsForm,),
+                      _credential_fields(field_names))
     return form_class(formdata=formdata)
+
+
+def _printable(form, field):
+    if field.data and any(ord(c) < 32 or ord(c) == 127 for c in field.data):
+        raise ValidationError("This field cannot hold control characters.")
+
+
+class AccountForm(FlaskForm):
+    """A store account's settings. The platform's options (and, when connecting, its
+    credentials) are added by :func:`account_form`; the address and the order source are
+    checked again by the core (:mod:`..store_accounts`), which knows the other accounts."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=120), _printable],
+                       description="How the account is shown in the page, e.g. 'Main "
+                                   "Shopify store'.")
+    order_source = StringField("Order source", validators=[
+        DataRequired(), Length(max=120), _printable],
+        description="The host's name for the source of this store's orders: shipments of "
+                    "that source are written back to this account.")
+    endpoint = StringField("API address", validators=[
+        DataRequired(), Length(max=500), _printable])
+
+
+def account_form(platform: str, *, connecting: bool, formdata=None,
+                 data: dict | None = None) -> AccountForm:
+    """The form for one platform: its options, its credentials when ``connecting``, and
+    an Enabled box when editing."""
+    connector = connector_class(platform)
+    fields: dict = {}
+    for option in connector.option_fields:
+        def check(form, field, name=option.name):
+            problem = option_problem(platform, name, (field.data or "").strip())
+            if problem:
+                raise ValidationError(problem)
+        fields[option.name] = StringField(option.label, description=option.help,
+                                          validators=[Length(max=100), _printable, check])
+    if connecting:
+        fields.update(_credential_fields(connector.credential_fields))
+    else:
+        fields["enabled"] = BooleanField("Enabled", description=(
+            "Off: nothing is sent to this store, its write-backs wait, and it leaves the "
+            "Connection Status panel until it is on again."))
+    form_class = type("PlatformAccountForm", (AccountForm,), fields)
+    form = form_class(formdata=formdata, data=data)
+    form.endpoint.description = f"For example {connector.endpoint_example}"
+    form.option_names = [option.name for option in connector.option_fields]
+    form.credential_names = list(connector.credential_fields) if connecting else []
+    return form
 
 
 class ConfirmForm(FlaskForm):

@@ -145,7 +145,8 @@ def test_every_state_change_of_the_plugin_needs_the_csrf_token(make_app):
         account = db.session.execute(sa.select(StoreAccount.id).where(
             StoreAccount.company_id == 1).limit(1)).scalar_one()
     failed = _row(app, 1, "failed")
-    values = {"company_id": 1, "writeback_id": failed.id, "account_id": account}
+    values = {"company_id": 1, "writeback_id": failed.id, "account_id": account,
+              "platform": "shopify"}
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
     assert client.post("/login", data={"username": "admin", "password": "demo",

@@ -23,10 +23,17 @@ ROUTES = [
     ("GET", "/orders/{writeback}", VIEW),
     ("GET", "/orders/export.csv", VIEW),
     ("GET", "/products", VIEW),
+    ("GET", "/products.json", VIEW),
+    ("GET", "/openapi.json", VIEW),
+    ("GET", "/orders/export-amazon.txt", VIEW),
     ("GET", "/accounts", MANAGE),
     ("POST", "/accounts/{account}/credentials", MANAGE),
     ("POST", "/accounts/{account}/test", MANAGE),
     ("POST", "/accounts/alerts", MANAGE),
+    ("GET", "/accounts/connect/shopify", MANAGE),
+    ("POST", "/accounts/connect/shopify", MANAGE),
+    ("GET", "/accounts/{account}/settings", MANAGE),
+    ("POST", "/accounts/{account}/settings", MANAGE),
     ("POST", "/products/sync", MANAGE),
     ("POST", "/orders/{writeback}/retry", ACT),
     ("POST", "/orders/retry", ACT),
@@ -78,3 +85,20 @@ def test_permission_matrix(seeded, method, path, needs):
     # company 2's ids addressed through company 1: never found there
     if "{" in path:
         assert _call(admin, method, 1, path, company_2).status_code in (400, 404)
+
+
+def test_the_matrix_covers_every_route_of_the_plugin(app):
+    """A route added later must be added above, so that it is checked too."""
+    mounted = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("shipgear_ecommerce.") and "static" not in rule.endpoint:
+            path = rule.rule.split("/ecommerce", 1)[1] or "/"
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                mounted.add((method, path))
+    listed = set()
+    for method, path, _ in ROUTES:
+        for name, converter in (("{writeback}", "<int:writeback_id>"),
+                                ("{account}", "<int:account_id>"), ("shopify", "<platform>")):
+            path = path.replace(name, converter)
+        listed.add((method, path))
+    assert mounted - listed == set()

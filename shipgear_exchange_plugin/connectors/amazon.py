@@ -45,7 +45,16 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from .base import Api, Outcome, Package, ProductInfo, Result, clip, unknown_carrier
+from .base import (
+    Api,
+    OptionField,
+    Outcome,
+    Package,
+    ProductInfo,
+    Result,
+    clip,
+    unknown_carrier,
+)
 from .http import HttpConnector, Reply
 
 SP_API_HOST_SUFFIX = ".amazon.com"
@@ -53,6 +62,7 @@ LWA_URL = "https://api.amazon.com/auth/o2/token"
 DEFAULT_MARKETPLACE = "ATVPDKIKX0DER"  # amazon.com
 #: Seller id the demo's sandbox accounts start with (the sandbox takes any).
 SANDBOX_SELLER_ID = "A1SANDBOXSELLER"
+_AMAZON_ID = r"[A-Z0-9]{5,30}"
 ORDER_ID = re.compile(r"^\d{3}-\d{7}-\d{7}$")
 
 #: Amazon's carrier codes (the ``CarrierCode`` list of its shipping-confirmation
@@ -241,6 +251,17 @@ class AmazonConnector(HttpConnector):
     platform = "amazon"
     shows_writes_at_once = False  # confirmShipment is processed after the answer
     credential_fields = ("client_id", "client_secret", "refresh_token")
+    option_fields = (
+        OptionField("seller_id", "Seller ID", pattern=_AMAZON_ID,
+                    pattern_message="Amazon's seller ids are letters and digits only.",
+                    help="Your Merchant Token (Seller Central: Settings, Account Info, "
+                         "Business Information). The Products tab needs it."),
+        OptionField("marketplace_id", "Marketplace ID", required=True, pattern=_AMAZON_ID,
+                    pattern_message="Amazon's marketplace ids are letters and digits only.",
+                    help=f"{DEFAULT_MARKETPLACE} is amazon.com; each marketplace has its id "
+                         "in Amazon's SP-API documentation."),
+    )
+    endpoint_example = "https://sellingpartnerapi-na.amazon.com"
     request_id_headers = ("x-amzn-RequestId",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

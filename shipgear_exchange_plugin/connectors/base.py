@@ -129,6 +129,19 @@ class AccountRef:
 
 
 @dataclass(frozen=True)
+class OptionField:
+    """A non-secret account option that an admin sets on the Store accounts page."""
+
+    name: str
+    label: str
+    help: str = ""
+    required: bool = False
+    #: A regular expression the whole value must match, and what to say when it does not.
+    pattern: str | None = None
+    pattern_message: str = ""
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One HTTP call to a store, as reported to the recorder (the status engine's input)."""
 
@@ -184,6 +197,10 @@ class Connector(abc.ABC):
     platform: ClassVar[str]
     #: Keys the account's encrypted credentials must hold.
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    #: Options an admin sets when connecting or editing the account.
+    option_fields: ClassVar[tuple[OptionField, ...]] = ()
+    #: What the store's API address looks like, shown to the admin who connects it.
+    endpoint_example: ClassVar[str] = ""
     #: The store applies a write before answering, so reading the order straight back
     #: is a meaningful check (Amazon processes confirmations later: False there).
     shows_writes_at_once: ClassVar[bool] = True

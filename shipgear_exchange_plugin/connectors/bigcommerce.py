@@ -92,6 +92,7 @@ def _same_tracking(a: Any, b: str) -> bool:
 class BigCommerceConnector(HttpConnector):
     platform = "bigcommerce"
     credential_fields = ("access_token",)
+    endpoint_example = "https://api.bigcommerce.com/stores/{store_hash}"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """As :class:`HttpConnector`; every call then carries the token and Accept."""

@@ -142,6 +142,7 @@ class ShopifyConnector(HttpConnector):
 
     platform = "shopify"
     credential_fields = ("access_token",)
+    endpoint_example = "https://your-shop.myshopify.com"
     request_id_headers = ("X-Request-Id",)
 
     @classmethod

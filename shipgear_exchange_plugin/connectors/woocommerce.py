@@ -71,6 +71,7 @@ class WooCommerceConnector(HttpConnector):
 
     platform = "woocommerce"
     credential_fields = ("consumer_key", "consumer_secret")
+    endpoint_example = "https://shop.example.com"
     #: WordPress sends no request id; hosts' proxies and Cloudflare do.
     request_id_headers = ("X-Request-Id", "CF-Ray")
 

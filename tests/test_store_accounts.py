@@ -1,0 +1,224 @@
+"""An admin connects a store account, edits its settings and turns it off and on again,
+from the Store accounts page: what is refused says why and saves nothing, every change
+is audited without secrets, and a connected account really writes back to its store."""
+
+from __future__ import annotations
+
+import requests
+import sqlalchemy as sa
+
+from shipgear_exchange_plugin.connectors.amazon import LWA_URL
+from shipgear_exchange_plugin.devhost.models import db
+from shipgear_exchange_plugin.devhost.seed import seed
+from shipgear_exchange_plugin.devhost.shipments import process_shipment
+from shipgear_exchange_plugin.models import AuditEvent, StoreAccount, Writeback
+from shipgear_exchange_plugin.plugin import state
+from shipgear_exchange_plugin.writeback import WritebackService
+
+from .conftest import csrf_token_from
+
+BASE = "/companies/1/ecommerce/accounts"
+
+
+def _account(app, **where) -> StoreAccount | None:
+    with app.app_context():
+        row = db.session.execute(sa.select(StoreAccount).filter_by(**where)).scalar()
+        db.session.expunge_all()
+        return row
+
+
+def _count(app) -> int:
+    with app.app_context():
+        return db.session.execute(sa.select(sa.func.count()).select_from(StoreAccount)).scalar()
+
+
+def _events(app, action: str) -> list[AuditEvent]:
+    with app.app_context():
+        rows = db.session.execute(sa.select(AuditEvent).where(
+            AuditEvent.action == action).order_by(AuditEvent.id)).scalars().all()
+        db.session.expunge_all()
+        return rows
+
+
+def _woo(sandbox_url: str, **changes) -> dict[str, str]:
+    form = {"name": "Outlet shop", "order_source": "woo-outlet",
+            "endpoint": f"{sandbox_url}/woocommerce/outlet",
+            "consumer_key": "ck_outlet_secret_1", "consumer_secret": "cs_outlet_secret_2"}
+    form.update(changes)
+    return form
+
+
+def test_a_connected_account_is_tested_and_writes_back_to_its_store(make_app, sandbox):
+    app = make_app(SHIPGEAR_SANDBOX_URL=sandbox.url)  # CSRF on, as in production
+    with app.app_context():
+        seed(app, companies=1, shipments=0, enabled=1)
+    client = app.test_client()
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    assert client.post("/login", data={"username": "admin", "password": "demo",
+                                       "csrf_token": token}).status_code == 302
+    page = client.get(BASE).get_data(as_text=True)
+    assert f'href="{BASE}/connect/woocommerce"' in page
+    form = client.get(f"{BASE}/connect/woocommerce").get_data(as_text=True)
+    assert "Consumer key" in form and "For example https://shop.example.com" in form
+    assert client.post(f"{BASE}/connect/woocommerce",
+                       data=_woo(sandbox.url)).status_code == 400  # no CSRF token
+    answer = client.post(f"{BASE}/connect/woocommerce",
+                         data=_woo(sandbox.url, csrf_token=csrf_token_from(form)))
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    html = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Outlet shop connected." in html and "woo-outlet" in html
+    assert "ck_outlet_secret_1" not in html and "cs_outlet_secret_2" not in html
+
+    account = _account(app, order_source="woo-outlet")
+    assert (account.platform, account.enabled) == ("woocommerce", True)
+    assert account.endpoint == f"{sandbox.url}/woocommerce/outlet"
+    assert "ck_outlet_secret_1" not in account.credentials_encrypted
+    (event,) = _events(app, "account.connected")
+    assert event.username == "admin" and event.target == f"account:{account.id}"
+    assert "_secret_" not in str(event.detail)  # the names of the fields, not values
+    assert event.detail["credential_fields"] == ["consumer_key", "consumer_secret"]
+
+    tested = client.post(f"{BASE}/{account.id}/test", headers={"HX-Request": "true"},
+                         data={"csrf_token": csrf_token_from(html)}).get_data(as_text=True)
+    assert tested.count("Works") == 3, tested
+
+    # The host ships an order of that source: the new account writes it back.
+    made = requests.post(f"{sandbox.url}/_sandbox/woocommerce/outlet/orders", json={
+        "orders": [{"order_id": "7001", "items": [{"sku": "SKU-1", "order_item_id": "70010",
+                                                   "quantity": 1}]}]}, timeout=5)
+    assert made.status_code == 201, made.text
+    with app.app_context():
+        shipment = process_shipment(
+            app.extensions["exchange.host"], company_id=1, order_source="woo-outlet",
+            order_id="7001", carrier="UPS", service="Ground",
+            packages=[{"tracking_number": "1ZOUTLET1", "items": [
+                {"sku": "SKU-1", "order_item_id": "70010", "quantity": 1}]}])
+        wid = db.session.execute(sa.select(Writeback.id).where(
+            Writeback.shipment_id == shipment.id)).scalar_one()
+        WritebackService(db.session, state(app).credentials).send(wid)
+        assert db.session.get(Writeback, wid).status == "success"
+    writes = sandbox.store.account("woocommerce", "outlet").writes
+    assert [w["tracking_number"] for w in writes] == ["1ZOUTLET1"]
+
+
+def test_what_cannot_be_connected_is_refused_with_a_reason_and_nothing_saved(seeded, client_as):
+    admin = client_as("admin")
+    before = _count(seeded)
+    sandbox_url = seeded.config["SHIPGEAR_SANDBOX_URL"]
+    cases = [
+        ({"endpoint": "http://shop.example.com"}, "Use https://"),
+        ({"endpoint": "ftp://shop.example.com"}, "full API address"),
+        ({"endpoint": "https://user:pw@shop.example.com"}, "in their own fields"),
+        ({"endpoint": "https://shop.example.com/?x=1"}, "no ?query"),
+        ({"endpoint": "https://shop.example.com:port"}, "full API address"),
+        ({"name": ""}, "Name: This field is required."),
+        ({"name": "x" * 121}, "Name: Field cannot be longer than 120 characters."),
+        ({"order_source": "woo\x00"}, "cannot hold control characters"),
+        ({"order_source": "woocommerce-1"}, "The account &#39;WooCommerce shop&#39; already "
+                                            "takes the shipments of order source"),
+        ({"consumer_secret": ""}, "Consumer secret: This field is required."),
+    ]
+    for changes, message in cases:
+        answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(sandbox_url, **changes))
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 400, changes
+        assert message in html, (changes, html[-3000:])
+        assert "Nothing was saved" in html
+        assert "ck_outlet_secret_1" not in html  # a refused form never echoes a secret
+    amazon = {"name": "EU", "order_source": "amazon-eu", "client_id": "a",
+              "client_secret": "b", "refresh_token": "c",
+              "endpoint": "https://sellingpartnerapi-eu.amazon.com"}
+    answer = admin.post(f"{BASE}/connect/amazon", data={**amazon, "marketplace_id": "a1-b"})
+    assert answer.status_code == 400 and "letters and digits only" in answer.get_data(True)
+    answer = admin.post(f"{BASE}/connect/amazon", data={**amazon, "marketplace_id": ""})
+    assert answer.status_code == 400 and "Marketplace ID: This field is required" in \
+        answer.get_data(True)
+    assert admin.get(f"{BASE}/connect/etsy").status_code == 404
+    assert _count(seeded) == before
+    # Plain http is fine for this machine and for the configured sandbox.
+    for name, endpoint in (("Local", "http://127.0.0.1:8080/shop"),
+                           ("Sandboxed", f"{sandbox_url}/woocommerce/other/")):
+        answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
+            sandbox_url, name=name, order_source=name.lower(), endpoint=endpoint))
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+    assert _account(seeded, name="Sandboxed").endpoint == f"{sandbox_url}/woocommerce/other"
+    assert _count(seeded) == before + 2
+
+
+def test_only_the_company_admin_connects_or_edits(seeded, client_as):
+    other = _account(seeded, company_id=2, platform="shopify")  # the admin is a member
+    mine = _account(seeded, company_id=1, platform="shopify")
+    for role in ("viewer", "support"):
+        client = client_as(role)
+        assert client.get(f"{BASE}/connect/shopify").status_code == 403
+        assert client.post(f"{BASE}/connect/shopify", data={
+            "name": "x", "order_source": "x", "endpoint": "https://x.myshopify.com",
+            "access_token": "t"}).status_code == 403
+        assert client.post(f"{BASE}/{mine.id}/settings", data={
+            "name": "x", "order_source": "x", "endpoint": "https://x.myshopify.com"}
+        ).status_code == 403
+    admin = client_as("admin")
+    assert admin.get(f"{BASE}/{other.id}/settings").status_code == 404  # not company 1's
+    assert admin.post(f"{BASE}/{other.id}/settings", data={
+        "name": "x", "order_source": "x", "endpoint": "https://x.myshopify.com",
+        "enabled": "y"}).status_code == 404
+    assert _account(seeded, id=mine.id).name == mine.name
+    assert _account(seeded, id=other.id).name == other.name
+
+
+def test_an_edited_account_keeps_its_secrets_and_follows_its_new_address(seeded, client_as):
+    admin = client_as("admin")
+    amazon = _account(seeded, company_id=1, platform="amazon")
+    form = admin.get(f"{BASE}/{amazon.id}/settings").get_data(as_text=True)
+    assert f'value="{amazon.order_source}"' in form and "A1SANDBOXSELLER" in form
+    assert "Client secret" not in form  # credentials have their own write-only form
+    answer = admin.post(f"{BASE}/{amazon.id}/settings", data={
+        "name": "<b>Amazon EU</b>", "order_source": amazon.order_source,
+        "endpoint": "https://sellingpartnerapi-eu.amazon.com", "seller_id": "A2SELLER99",
+        "marketplace_id": "A1PM5V8C0BE9PU", "enabled": "y"})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    html = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "Settings of &lt;b&gt;Amazon EU&lt;/b&gt; saved." in html and "<b>Amazon" not in html
+    after = _account(seeded, id=amazon.id)
+    assert after.options["lwa_url"] == LWA_URL  # was the sandbox's login, as the address
+    assert (after.options["seller_id"], after.options["marketplace_id"]) == (
+        "A2SELLER99", "A1PM5V8C0BE9PU")
+    assert after.credentials_encrypted == amazon.credentials_encrypted
+    (event,) = _events(seeded, "account.updated")
+    assert event.detail["changed"]["name"] == [amazon.name, "<b>Amazon EU</b>"]
+    assert set(event.detail["changed"]) == {"name", "endpoint", "options"}
+    # The same values again change nothing and leave no audit entry.
+    again = admin.post(f"{BASE}/{amazon.id}/settings", data={
+        "name": "<b>Amazon EU</b>", "order_source": amazon.order_source,
+        "endpoint": "https://sellingpartnerapi-eu.amazon.com/", "seller_id": "A2SELLER99",
+        "marketplace_id": "A1PM5V8C0BE9PU", "enabled": "y"})
+    assert again.status_code == 302 and len(_events(seeded, "account.updated")) == 1
+    taken = admin.post(f"{BASE}/{amazon.id}/settings", data={
+        "name": "x", "order_source": "shopify-1", "marketplace_id": "ATVPDKIKX0DER",
+        "endpoint": "https://sellingpartnerapi-eu.amazon.com", "enabled": "y"})
+    assert taken.status_code == 400 and "already takes the shipments" in taken.get_data(True)
+    assert _account(seeded, id=amazon.id).name == "<b>Amazon EU</b>"
+
+
+def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_as):
+    admin = client_as("admin")
+    shopify = _account(seeded, company_id=1, platform="shopify")
+    fields = {"name": shopify.name, "order_source": shopify.order_source,
+              "endpoint": shopify.endpoint}
+
+    def listed() -> set[int]:
+        status = admin.get("/companies/1/ecommerce/status.json").get_json()
+        return {account["id"] for account in status["accounts"]}
+
+    assert shopify.id in listed()
+    answer = admin.post(f"{BASE}/{shopify.id}/settings", data=fields)  # the box unticked
+    assert answer.status_code == 302
+    html = admin.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "The account is off: its write-backs wait" in html
+    assert shopify.id not in listed() and _account(seeded, id=shopify.id).enabled is False
+    (event,) = _events(seeded, "account.disabled")
+    assert event.detail["changed"] == {"enabled": [True, False]}
+    assert admin.post(f"{BASE}/{shopify.id}/settings",
+                      data={**fields, "enabled": "y"}).status_code == 302
+    assert shopify.id in listed() and len(_events(seeded, "account.enabled")) == 1
+
