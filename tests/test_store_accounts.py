@@ -216,9 +216,18 @@ def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_a
     html = admin.get(answer.headers["Location"]).get_data(as_text=True)
     assert "The account is off: its write-backs wait" in html
     assert shopify.id not in listed() and _account(seeded, id=shopify.id).enabled is False
+    with seeded.app_context():
+        waiting = db.session.execute(sa.select(Writeback.id).where(
+            Writeback.account_id == shopify.id, Writeback.status == "pending")).scalars().first()
+    panel = admin.get(f"/companies/1/ecommerce/orders/{waiting}",
+                      headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert f"The store account {shopify.name} is turned off" in panel
     (event,) = _events(seeded, "account.disabled")
     assert event.detail["changed"] == {"enabled": [True, False]}
     assert admin.post(f"{BASE}/{shopify.id}/settings",
                       data={**fields, "enabled": "y"}).status_code == 302
     assert shopify.id in listed() and len(_events(seeded, "account.enabled")) == 1
+    panel = admin.get(f"/companies/1/ecommerce/orders/{waiting}",
+                      headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "is turned off" not in panel
 
