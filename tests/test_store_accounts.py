@@ -15,7 +15,7 @@ from shipgear_exchange_plugin.models import AuditEvent, StoreAccount, Writeback
 from shipgear_exchange_plugin.plugin import state
 from shipgear_exchange_plugin.writeback import WritebackService
 
-from .conftest import csrf_token_from
+from .conftest import csrf_token_from, login
 
 BASE = "/companies/1/ecommerce/accounts"
 
@@ -231,3 +231,32 @@ def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_a
                       headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "is turned off" not in panel
 
+
+
+def test_the_reference_host_ships_for_a_newly_connected_account(store_host, sandbox):
+    """The demo's desk (and its "process a shipment" page) offers the new account's order
+    source before any shipment came from it, with order ids of the account's platform
+    whatever the source is called."""
+    import re
+
+    from shipgear_exchange_plugin.devhost.simulate import order_sources, process_random_shipment
+
+    app = store_host(companies=2)
+    admin = app.test_client()
+    assert login(admin, "admin").status_code == 302
+    answer = admin.post(f"{BASE}/connect/amazon", data={
+        "name": "Amazon EU", "order_source": "eu-marketplace", "marketplace_id": "A1PM5V8C0BE9PU",
+        "endpoint": f"{sandbox.url}/amazon/eu", "client_id": "a", "client_secret": "b",
+        "refresh_token": "c"})
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+    with app.app_context():
+        assert "eu-marketplace" in order_sources(1)
+        assert "eu-marketplace" not in order_sources(2)
+        shipment = process_random_shipment(app.extensions["exchange.host"], 1,
+                                           order_source="eu-marketplace")
+        assert re.fullmatch(r"\d{3}-\d{7}-\d{7}", shipment.order_id)
+        row = db.session.execute(sa.select(Writeback).where(
+            Writeback.shipment_id == shipment.id)).scalar_one()
+        assert row.account.name == "Amazon EU" and row.status == "pending"
+    # the store knows the order before the write-back reaches it, as a real one would
+    assert sandbox.store.account("amazon", "eu").orders.keys() == {shipment.order_id}

@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 
 
 def order_sources(company_id: int) -> list[str]:
-    """The order sources this company's shipments came from (its store connections)."""
-    return sorted(db.session.execute(sa.select(Shipment.order_source).where(
-        Shipment.company_id == company_id).distinct()).scalars())
+    """The order sources this company's shipments came from, and those its store
+    accounts take (an account an admin just connected has no shipment yet)."""
+    shipped = db.session.execute(sa.select(Shipment.order_source).where(
+        Shipment.company_id == company_id).distinct()).scalars()
+    connected = db.session.execute(sa.select(StoreAccount.order_source).where(
+        StoreAccount.company_id == company_id)).scalars()
+    return sorted(set(shipped) | set(connected))
 
 
 def sandbox_orders_url(account: StoreAccount) -> str | None:
@@ -101,15 +105,16 @@ def process_random_shipment(host, company_id: int, rng: random.Random | None = N
     if not sources:
         return None
     source = rng.choice(sources)
-    platform = source.split("-", 1)[0]
+    account = db.session.execute(sa.select(StoreAccount).where(
+        StoreAccount.company_id == company_id, StoreAccount.order_source == source)
+    ).scalar_one_or_none()
+    # The seed names its sources "<platform>-<company>"; an admin names them freely.
+    platform = account.platform if account is not None else source.split("-", 1)[0]
     carrier, services = UNKNOWN_CARRIER if rng.random() < 0.04 else rng.choice(CARRIERS)
     items = [{"sku": f"SKU-{rng.randint(1000, 1019)}",
               "order_item_id": str(rng.randint(10**12, 10**13)),
               "quantity": rng.randint(1, 3)}]
     order_id = _order_id(rng, platform)
-    account = db.session.execute(sa.select(StoreAccount).where(
-        StoreAccount.company_id == company_id, StoreAccount.order_source == source)
-    ).scalar_one_or_none()
     if account is not None:
         register_orders(account, [{"order_id": order_id, "items": items}])
     return process_shipment(
