@@ -78,7 +78,7 @@ def _page(status: int = 200, **context):
     items = _company_accounts()
     values = {"accounts": items, "forms": _forms(items), "test_form": ConfirmForm(),
               "results": {}, "alerts_form": None, "saved": None, "connected": None,
-              "updated": None, "alerts_saved": False, "platforms": list(Platform)}
+              "updated": None, "result": None, "alerts_saved": False, "platforms": list(Platform)}
     values.update(context)
     if values["alerts_form"] is None:
         values["alerts_form"] = _alerts_form()
@@ -104,6 +104,7 @@ def accounts():
         return next((a for a in items if str(a.id) == request.args.get(arg)), None)
 
     return _page(saved=named("saved"), connected=named("connected"), updated=named("updated"),
+                 result=request.args.get("result"),
                  alerts_saved=request.args.get("alerts") == "saved")
 
 
@@ -115,44 +116,68 @@ def connect_account(platform: str):
     connector = connector_class(platform)
     posted = request.method == "POST"
     defaults = connector.default_options(connector.endpoint_example)
-    form = account_form(platform, connecting=True, formdata=request.form if posted else None,
+    form = account_form(platform, Platform(platform).label, connecting=True,
+                        formdata=request.form if posted else None,
                         data={f.name: defaults.get(f.name, "")
                               for f in connector.option_fields})
-    if posted and form.validate():
+    if posted and _checked(form, None):
         try:
             account = store_accounts.connect(
                 _session(), state(get_host().app).credentials, g.sgx_company.id, platform,
-                _values(form), {name: form[name].data for name in form.credential_names},
-                _actor(), _sandbox_url())
+                _values(form), _credentials(form), _actor(), _sandbox_url())
         except AccountRefused as refused:
-            form[refused.field].errors.append(refused.message)
+            _show(form, refused.problems)
         else:
-            return redirect(url_for(".accounts", connected=account.id))
+            return redirect(url_for(".accounts", connected=account.id,
+                                    _anchor=f"account-{account.id}"))
     return _settings_page(form, platform, None, 400 if posted else 200)
 
 
 def account_settings(account_id: int):
     """Rename the account, change its order source or API address, its options, or turn
-    it off and on. Credentials have their own form (write-only)."""
+    it off and on. Credentials are asked for again only when the address moves to another
+    host; otherwise they have their own form on the accounts page (write-only)."""
     _require_manage()
     account = _account(account_id)
     posted = request.method == "POST"
     options = account.options or {}
-    form = account_form(account.platform, connecting=False,
+    form = account_form(account.platform, account.platform_label, connecting=False,
                         formdata=request.form if posted else None,
                         data=None if posted else {
                             "name": account.name, "order_source": account.order_source,
                             "endpoint": account.endpoint, "enabled": account.enabled,
                             **{f.name: str(options.get(f.name) or "")
                                for f in connector_class(account.platform).option_fields}})
-    if posted and form.validate():
+    if posted and _checked(form, account.id):
         try:
-            store_accounts.update(_session(), account, _values(form), _actor(), _sandbox_url())
+            changes = store_accounts.update(
+                _session(), state(get_host().app).credentials, account, _values(form),
+                _actor(), _credentials(form), _sandbox_url())
         except AccountRefused as refused:
-            form[refused.field].errors.append(refused.message)
+            _show(form, refused.problems)
         else:
-            return redirect(url_for(".accounts", updated=account.id))
+            result = ("unchanged" if not changes else "on" if changes.get("enabled") == [
+                False, True] else "saved")
+            return redirect(url_for(".accounts", updated=account.id, result=result,
+                                    _anchor=f"account-{account.id}"))
     return _settings_page(form, account.platform, account, 400 if posted else 200)
+
+
+def _checked(form, account_id: int | None) -> bool:
+    """The form's own checks and the core's (address, names taken) at once, so that one
+    submit shows every problem."""
+    valid = form.validate()
+    found = store_accounts.problems(_session(), g.sgx_company.id, _values(form),
+                                    _sandbox_url(), account_id)
+    _session().rollback()
+    _show(form, {field: message for field, message in found.items()
+                 if not form[field].errors and form[field].data})
+    return valid and not found
+
+
+def _show(form, problems: dict[str, str]) -> None:
+    for field, message in problems.items():
+        form[field].errors = [*form[field].errors, message]
 
 
 def _settings_page(form, platform: str, account: StoreAccount | None, status: int):
@@ -162,11 +187,15 @@ def _settings_page(form, platform: str, account: StoreAccount | None, status: in
 
 def _values(form) -> AccountValues:
     enabled = form["enabled"].data if "enabled" in form else True
-    return AccountValues(name=form.name.data, order_source=form.order_source.data,
-                         endpoint=form.endpoint.data,
+    return AccountValues(name=form.name.data or "", order_source=form.order_source.data or "",
+                         endpoint=form.endpoint.data or "",
                          options={name: (form[name].data or "").strip()
                                   for name in form.option_names},
                          enabled=bool(enabled))
+
+
+def _credentials(form) -> dict[str, str]:
+    return {name: form[name].data or "" for name in form.credential_names}
 
 
 def _actor() -> Actor:

@@ -78,6 +78,9 @@ def retry_one(writeback_id: int):
     done = _retry([writeback_id])
     if not done:
         return _answer(writeback_id, f"Nothing to retry: this write-back is {row.status}.", 409)
+    if not row.account.enabled:
+        return _answer(writeback_id, f"Retry queued, but the store account {row.account.name} "
+                       "is turned off: the attempt runs once an admin turns it on again.")
     later = orders.waiting_for_feed(get_host().db.session, g.sgx_company.id, done)
     if later:
         minutes = max(1, math.ceil((later[writeback_id] - utcnow()).total_seconds() / 60))
@@ -99,6 +102,10 @@ def retry_many():
     if waiting:
         message += (f" {waiting} of them may be in an Amazon feed that Amazon is still "
                     "processing: they wait for it, then ask Amazon first.")
+    off = orders.of_accounts_turned_off(get_host().db.session, g.sgx_company.id, done)
+    if off:
+        message += (f" {len(off)} of them belong to a store account that is turned off: "
+                    "they run once an admin turns it on again.")
     if wants_json() or request.headers.get("HX-Request") == "true":
         return jsonify({"ok": True, "message": message, "retried": done})
     return redirect(url_for(".page"))

@@ -125,8 +125,9 @@ def _cursor_codec() -> orders.CursorCodec:
 
 def _parse_filters(args: MultiDict) -> GridQuery:
     form = OrderFilterForm(args)
-    form.account.choices = [(a.id, a.name) for a in status.accounts(_session(),
-                                                                   g.sgx_company.id)]
+    form.account.choices = [(a.id, a.name if a.enabled else f"{a.name} (off)")
+                            for a in status.accounts(_session(), g.sgx_company.id,
+                                                     enabled_only=False)]
     if not form.validate():
         return GridQuery(form, None)
     flt = orders.OrderFilter(
@@ -276,8 +277,10 @@ def _status_context() -> dict:
     rows, error = status.panel(_session(), connection, g.sgx_company.id,
                                state(host.app).thresholds)
     bars = history.slots(_session(), [item.account.id for item in rows], utcnow())
+    turned_off = 0 if rows else len(status.accounts(
+        _session(), g.sgx_company.id, enabled_only=False))
     return {"panel": rows, "status_error": error, "api_labels": status.API_LABELS,
-            "history": bars}
+            "history": bars, "turned_off": turned_off}
 
 
 def status_fragment():

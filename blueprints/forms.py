@@ -92,10 +92,17 @@ class CredentialsForm(FlaskForm):
     ever pre-filled: stored secrets are not sent back to the browser."""
 
 
-def _credential_fields(field_names: tuple[str, ...]) -> dict[str, PasswordField]:
-    return {name: PasswordField(name.replace("_", " ").capitalize(),
-                                validators=[DataRequired(), Length(max=4000)])
-            for name in field_names}
+def _credential_fields(field_names: tuple[str, ...], required: bool = True,
+                       description: str = "") -> dict[str, PasswordField]:
+    return {name: PasswordField(_label(name), description=description, validators=[
+        DataRequired() if required else Optional(), Length(max=4000)])
+        for name in field_names}
+
+
+def _label(name: str) -> str:
+    """``client_id`` -> "Client ID", ``access_token`` -> "Access token"."""
+    words = name.split("_")
+    return " ".join([words[0].capitalize()] + ["ID" if w == "id" else w for w in words[1:]])
 
 
 def credentials_form(field_names: tuple[str, ...], formdata=None) -> CredentialsForm:
@@ -114,21 +121,21 @@ class AccountForm(FlaskForm):
     credentials) are added by :func:`account_form`; the address and the order source are
     checked again by the core (:mod:`..store_accounts`), which knows the other accounts."""
 
-    name = StringField("Name", validators=[DataRequired(), Length(max=120), _printable],
-                       description="How the account is shown in the page, e.g. 'Main "
-                                   "Shopify store'.")
+    name = StringField("Name", validators=[DataRequired(), Length(max=120), _printable])
     order_source = StringField("Order source", validators=[
         DataRequired(), Length(max=120), _printable],
-        description="The host's name for the source of this store's orders: shipments of "
-                    "that source are written back to this account.")
+        description="Exactly as the shipping application names the store the orders came "
+                    "from (its order source): the shipments of that source are written back "
+                    "to this account.")
     endpoint = StringField("API address", validators=[
         DataRequired(), Length(max=500), _printable])
 
 
-def account_form(platform: str, *, connecting: bool, formdata=None,
+def account_form(platform: str, label: str, *, connecting: bool, formdata=None,
                  data: dict | None = None) -> AccountForm:
-    """The form for one platform: its options, its credentials when ``connecting``, and
-    an Enabled box when editing."""
+    """The form for one platform: its options and credentials (required when
+    ``connecting``; when editing, only if the address moves to another host), and an
+    Enabled box when editing."""
     connector = connector_class(platform)
     fields: dict = {}
     for option in connector.option_fields:
@@ -136,19 +143,25 @@ def account_form(platform: str, *, connecting: bool, formdata=None,
             problem = option_problem(platform, name, (field.data or "").strip())
             if problem:
                 raise ValidationError(problem)
-        fields[option.name] = StringField(option.label, description=option.help,
-                                          validators=[Length(max=100), _printable, check])
-    if connecting:
-        fields.update(_credential_fields(connector.credential_fields))
-    else:
+        required = [DataRequired()] if option.required else []
+        fields[option.name] = StringField(option.label, description=option.help, validators=[
+            *required, Length(max=100), _printable, check])
+    if not connecting:
         fields["enabled"] = BooleanField("Enabled", description=(
-            "Off: nothing is sent to this store, its write-backs wait, and it leaves the "
-            "Connection Status panel until it is on again."))
+            "Off: no write-back, health check or product sync goes to this store; its "
+            "write-backs wait and resume when it is on again, and it leaves Connection "
+            "Status meanwhile."))
+    fields.update(_credential_fields(
+        connector.credential_fields, required=connecting,
+        description="" if connecting else "Leave empty to keep the stored one. Needed again "
+                                           "when the address moves to another host."))
     form_class = type("PlatformAccountForm", (AccountForm,), fields)
     form = form_class(formdata=formdata, data=data)
+    form.name.description = f"How the account is shown in the pages, e.g. 'Main {label} store'."
     form.endpoint.description = f"For example {connector.endpoint_example}"
     form.option_names = [option.name for option in connector.option_fields]
-    form.credential_names = list(connector.credential_fields) if connecting else []
+    form.credential_names = list(connector.credential_fields)
+    form.connecting = connecting
     return form
 
 

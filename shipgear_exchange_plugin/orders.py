@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from .models import AuditEvent, UTCDateTime, Writeback, utcnow
+from .models import AuditEvent, StoreAccount, UTCDateTime, Writeback, utcnow
 from .writeback import FEED_UNKNOWN
 
 PAGE_SIZE = 50
@@ -290,6 +290,16 @@ def get(session: Session, company_id: int, writeback_id: int) -> Writeback | Non
         .where(Writeback.id == writeback_id, Writeback.company_id == company_id)
         .options(selectinload(Writeback.attempts))
     ).scalar_one_or_none()
+
+
+def of_accounts_turned_off(session: Session, company_id: int, ids: list[int]) -> list[int]:
+    """Which of these write-backs belong to a disabled store account (they wait)."""
+    if not ids:
+        return []
+    return list(session.execute(
+        sa.select(Writeback.id).join(StoreAccount, StoreAccount.id == Writeback.account_id)
+        .where(Writeback.company_id == company_id, Writeback.id.in_(ids),
+               StoreAccount.enabled.is_(False))).scalars())
 
 
 #: Manual actions on one write-back that its shipment panel lists (B8).

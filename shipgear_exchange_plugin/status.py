@@ -120,12 +120,15 @@ def _span(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
-def accounts(session: Session, company_id: int) -> list[StoreAccount]:
-    return session.execute(
-        sa.select(StoreAccount)
-        .where(StoreAccount.company_id == company_id, StoreAccount.enabled.is_(True))
-        .order_by(StoreAccount.platform, StoreAccount.name)
-    ).scalars().all()
+def accounts(session: Session, company_id: int, enabled_only: bool = True
+             ) -> list[StoreAccount]:
+    """The company's accounts; the panel shows the enabled ones, the grid's account
+    filter all of them (a disabled account's write-backs are still listed)."""
+    query = sa.select(StoreAccount).where(StoreAccount.company_id == company_id)
+    if enabled_only:
+        query = query.where(StoreAccount.enabled.is_(True))
+    return session.execute(query.order_by(StoreAccount.platform, StoreAccount.name)
+                           ).scalars().all()
 
 
 def statuses(connection: Redis, account_ids: list[int], rules: Thresholds,

@@ -23,14 +23,16 @@ from .credentials import set_credentials
 from .crypto import CredentialBox
 from .models import AuditEvent, StoreAccount
 
+#: A host name (letters, digits, dots, dashes) or an IP address (IPv6 without brackets).
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")
+
 
 class AccountRefused(ValueError):
-    """A value the admin has to change; ``field`` names it."""
+    """Values the admin has to change: ``problems`` maps each field to why."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(problems.values()))
+        self.problems = problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +62,7 @@ def endpoint_problem(url: str, sandbox_url: str | None = None) -> str | None:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         return "Enter the store's full API address, starting with https://."
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(parts.hostname or ""):
         return "Enter the store's full API address, starting with https://."
     if parts.username or parts.password:
         return "Put the credentials in their own fields, not in the address."
@@ -77,11 +79,35 @@ def normalized_endpoint(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def problems(session: Session, company_id: int, values: AccountValues,
+             sandbox_url: str | None = None, account_id: int | None = None) -> dict[str, str]:
+    """Every rule the values break, by field: the address, and a name or an order source
+    that another account of the company has (compared ignoring case and spaces around,
+    so that "Shopify-1" next to "shopify-1" is caught rather than silently never
+    matching the host's shipments)."""
+    found = {}
+    problem = endpoint_problem(normalized_endpoint(values.endpoint), sandbox_url)
+    if problem:
+        found["endpoint"] = problem
+    others = session.execute(sa.select(StoreAccount.name, StoreAccount.order_source).where(
+        StoreAccount.company_id == company_id, StoreAccount.id != (account_id or 0))).all()
+    source, name = values.order_source.strip(), values.name.strip()
+    for other in others:
+        if other.order_source.strip().casefold() == source.casefold():
+            found["order_source"] = (
+                f"The account {other.name!r} already takes the shipments of order source "
+                f"{other.order_source!r}; each order source belongs to one account.")
+        if other.name.strip().casefold() == name.casefold():
+            found["name"] = (f"Another account of this company is called {other.name!r}; "
+                             "give this one a name that tells them apart.")
+    return found
+
+
 def connect(session: Session, box: CredentialBox, company_id: int, platform: str,
             values: AccountValues, credentials: dict[str, str], actor: Actor,
             sandbox_url: str | None = None) -> StoreAccount:
     """A new enabled account with its credentials (encrypted); committed and audited.
-    Raises :class:`AccountRefused` for an address or order source it cannot take."""
+    Raises :class:`AccountRefused` with every rule the values break."""
     connector = connector_class(platform)
     endpoint = _checked(session, company_id, values, sandbox_url)
     account = StoreAccount(company_id=company_id, platform=platform, name=values.name.strip(),
@@ -102,11 +128,23 @@ def connect(session: Session, box: CredentialBox, company_id: int, platform: str
     return account
 
 
-def update(session: Session, account: StoreAccount, values: AccountValues, actor: Actor,
+def update(session: Session, box: CredentialBox, account: StoreAccount, values: AccountValues,
+           actor: Actor, credentials: dict[str, str] | None = None,
            sandbox_url: str | None = None) -> dict[str, list[Any]]:
     """Apply the admin's edit; committed and audited when anything changed. Returns the
-    changes as ``{field: [before, after]}``."""
+    changes as ``{field: [before, after]}``.
+
+    An address on another host (or scheme or port) needs the credentials again: the
+    stored ones were made for the old store, and a mistyped address must not receive
+    them with the next call. ``credentials`` then replaces them."""
     endpoint = _checked(session, account.company_id, values, sandbox_url, account.id)
+    moved = _origin(endpoint) != _origin(account.endpoint)
+    fields = connector_class(account.platform).credential_fields
+    given = {name: (credentials or {}).get(name) or "" for name in fields}
+    if moved and fields and not all(given.values()):
+        raise AccountRefused({name: "Enter it again: the address now names another host, "
+                              "and the stored credentials are only sent where they were "
+                              "set." for name, value in given.items() if not value})
     after = {
         "name": values.name.strip(),
         "order_source": values.order_source.strip(),
@@ -118,11 +156,15 @@ def update(session: Session, account: StoreAccount, values: AccountValues, actor
     }
     changes = {key: [getattr(account, key), value] for key, value in after.items()
                if getattr(account, key) != value}
-    if not changes:
+    renewed = all(given.values()) and bool(fields)
+    if not changes and not renewed:
         session.rollback()
         return {}
     for key, (_, value) in changes.items():
         setattr(account, key, value)
+    if renewed:
+        set_credentials(box, account, given)
+        changes["credentials"] = [None, list(fields)]  # which fields, never their values
     if "enabled" in changes:
         action = "account.enabled" if values.enabled else "account.disabled"
     else:
@@ -168,17 +210,10 @@ def option_problem(platform: str, name: str, value: str) -> str | None:
 
 def _checked(session: Session, company_id: int, values: AccountValues,
              sandbox_url: str | None, account_id: int | None = None) -> str:
-    endpoint = normalized_endpoint(values.endpoint)
-    problem = endpoint_problem(endpoint, sandbox_url)
-    if problem:
-        raise AccountRefused("endpoint", problem)
-    source = values.order_source.strip()
-    taken = session.execute(sa.select(StoreAccount.name).where(
-        StoreAccount.company_id == company_id, StoreAccount.order_source == source,
-        StoreAccount.id != (account_id or 0))).scalar()
-    if taken is not None:
-        raise AccountRefused("order_source", _taken(source, taken))
-    return endpoint
+    found = problems(session, company_id, values, sandbox_url, account_id)
+    if found:
+        raise AccountRefused(found)
+    return normalized_endpoint(values.endpoint)
 
 
 def _commit(session: Session) -> None:
@@ -187,13 +222,8 @@ def _commit(session: Session) -> None:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise AccountRefused("order_source", "Another account of this company was just "
-                             "given this order source; choose another.") from None
-
-
-def _taken(source: str, name: str) -> str:
-    return (f"The account {name!r} already takes the shipments of order source "
-            f"{source!r}; each order source belongs to one account.")
+        raise AccountRefused({"order_source": "Another account of this company was just "
+                              "given this order source; choose another."}) from None
 
 
 def _loopback(hostname: str) -> bool:

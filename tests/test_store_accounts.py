@@ -4,6 +4,8 @@ is audited without secrets, and a connected account really writes back to its st
 
 from __future__ import annotations
 
+import re
+
 import requests
 import sqlalchemy as sa
 
@@ -101,38 +103,58 @@ def test_a_connected_account_is_tested_and_writes_back_to_its_store(make_app, sa
     assert [w["tracking_number"] for w in writes] == ["1ZOUTLET1"]
 
 
+def _error(html: str, field: str) -> str:
+    """The error text shown under a field of the settings form ("" when none)."""
+    match = re.search(rf'id="{field}-error" class="sgx-error-text">([^<]*)<', html)
+    return match.group(1) if match else ""
+
+
 def test_what_cannot_be_connected_is_refused_with_a_reason_and_nothing_saved(seeded, client_as):
     admin = client_as("admin")
     before = _count(seeded)
     sandbox_url = seeded.config["SHIPGEAR_SANDBOX_URL"]
     cases = [
-        ({"endpoint": "http://shop.example.com"}, "Use https://"),
-        ({"endpoint": "ftp://shop.example.com"}, "full API address"),
-        ({"endpoint": "https://user:pw@shop.example.com"}, "in their own fields"),
-        ({"endpoint": "https://shop.example.com/?x=1"}, "no ?query"),
-        ({"endpoint": "https://shop.example.com:port"}, "full API address"),
-        ({"name": ""}, "Name: This field is required."),
-        ({"name": "x" * 121}, "Name: Field cannot be longer than 120 characters."),
-        ({"order_source": "woo\x00"}, "cannot hold control characters"),
-        ({"order_source": "woocommerce-1"}, "The account &#39;WooCommerce shop&#39; already "
-                                            "takes the shipments of order source"),
-        ({"consumer_secret": ""}, "Consumer secret: This field is required."),
+        ({"endpoint": "http://shop.example.com"}, "endpoint", "Use https://"),
+        ({"endpoint": "ftp://shop.example.com"}, "endpoint", "full API address"),
+        ({"endpoint": "https://exa mple.com"}, "endpoint", "full API address"),
+        ({"endpoint": "https://user:pw@shop.example.com"}, "endpoint", "in their own fields"),
+        ({"endpoint": "https://shop.example.com/?x=1"}, "endpoint", "no ?query"),
+        ({"endpoint": "https://shop.example.com:port"}, "endpoint", "full API address"),
+        ({"name": ""}, "name", "This field is required."),
+        ({"name": "x" * 121}, "name", "Field cannot be longer than 120 characters."),
+        ({"name": " woocommerce SHOP "}, "name", "Another account of this company is called"),
+        ({"order_source": "woo\x00"}, "order_source", "cannot hold control characters"),
+        ({"order_source": "WooCommerce-1"}, "order_source",
+         "The account &#39;WooCommerce shop&#39; already takes the shipments of order source"),
+        ({"consumer_secret": ""}, "consumer_secret", "This field is required."),
     ]
-    for changes, message in cases:
+    for changes, field, message in cases:
         answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(sandbox_url, **changes))
         html = answer.get_data(as_text=True)
         assert answer.status_code == 400, changes
-        assert message in html, (changes, html[-3000:])
-        assert "Nothing was saved" in html
+        assert message in _error(html, field), (changes, _error(html, field))
+        assert "Nothing was saved" in html and "enter them again" in html
         assert "ck_outlet_secret_1" not in html  # a refused form never echoes a secret
+        # the field says it is wrong, and takes the focus (the first one in error)
+        tag = re.search(rf'<[^>]*\bid="{field}"[^>]*>', html).group(0)
+        assert 'aria-invalid="true"' in tag and f"{field}-error" in tag
+        assert "autofocus" in tag or field != next(iter(changes))
+    # Every problem at once, not one per submit.
+    both = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
+        sandbox_url, endpoint="http://shop.example.com", order_source="shopify-1", name=""))
+    html = both.get_data(as_text=True)
+    assert [bool(_error(html, f)) for f in ("name", "order_source", "endpoint")] == [True] * 3
     amazon = {"name": "EU", "order_source": "amazon-eu", "client_id": "a",
               "client_secret": "b", "refresh_token": "c",
               "endpoint": "https://sellingpartnerapi-eu.amazon.com"}
-    answer = admin.post(f"{BASE}/connect/amazon", data={**amazon, "marketplace_id": "a1-b"})
-    assert answer.status_code == 400 and "letters and digits only" in answer.get_data(True)
+    form = admin.get(f"{BASE}/connect/amazon").get_data(as_text=True)
+    assert "Connect an Amazon account" in form and 'value="ATVPDKIKX0DER"' in form
+    assert re.search(r'Marketplace ID <span class="muted">\(required\)', form)
+    answer = admin.post(f"{BASE}/connect/amazon", data={**amazon, "marketplace_id": "a1pm5v"})
+    assert answer.status_code == 400
+    assert "capital letters and digits" in _error(answer.get_data(True), "marketplace_id")
     answer = admin.post(f"{BASE}/connect/amazon", data={**amazon, "marketplace_id": ""})
-    assert answer.status_code == 400 and "Marketplace ID: This field is required" in \
-        answer.get_data(True)
+    assert "required" in _error(answer.get_data(True), "marketplace_id")
     assert admin.get(f"{BASE}/connect/etsy").status_code == 404
     assert _count(seeded) == before
     # Plain http is fine for this machine and for the configured sandbox.
@@ -141,6 +163,8 @@ def test_what_cannot_be_connected_is_refused_with_a_reason_and_nothing_saved(see
         answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
             sandbox_url, name=name, order_source=name.lower(), endpoint=endpoint))
         assert answer.status_code == 302, answer.get_data(as_text=True)
+        new_id = _account(seeded, name=name).id
+        assert answer.headers["Location"].endswith(f"#account-{new_id}")  # its card, in view
     assert _account(seeded, name="Sandboxed").endpoint == f"{sandbox_url}/woocommerce/other"
     assert _count(seeded) == before + 2
 
@@ -166,38 +190,57 @@ def test_only_the_company_admin_connects_or_edits(seeded, client_as):
     assert _account(seeded, id=other.id).name == other.name
 
 
-def test_an_edited_account_keeps_its_secrets_and_follows_its_new_address(seeded, client_as):
+def test_an_edited_account_keeps_its_secrets_unless_it_moves_to_another_host(seeded, client_as):
     admin = client_as("admin")
     amazon = _account(seeded, company_id=1, platform="amazon")
     form = admin.get(f"{BASE}/{amazon.id}/settings").get_data(as_text=True)
     assert f'value="{amazon.order_source}"' in form and "A1SANDBOXSELLER" in form
-    assert "Client secret" not in form  # credentials have their own write-only form
+    assert "Leave these empty to keep them" in form
+    fields = {"name": "<b>Amazon EU</b>", "order_source": amazon.order_source,
+              "seller_id": "A2SELLER99", "marketplace_id": "A1PM5V8C0BE9PU", "enabled": "y"}
+    # Same host, another path: a rename and new options, the credentials untouched.
     answer = admin.post(f"{BASE}/{amazon.id}/settings", data={
-        "name": "<b>Amazon EU</b>", "order_source": amazon.order_source,
-        "endpoint": "https://sellingpartnerapi-eu.amazon.com", "seller_id": "A2SELLER99",
-        "marketplace_id": "A1PM5V8C0BE9PU", "enabled": "y"})
+        **fields, "endpoint": amazon.endpoint + "/v2"})
     assert answer.status_code == 302, answer.get_data(as_text=True)
     html = admin.get(answer.headers["Location"]).get_data(as_text=True)
     assert "Settings of &lt;b&gt;Amazon EU&lt;/b&gt; saved." in html and "<b>Amazon" not in html
     after = _account(seeded, id=amazon.id)
-    assert after.options["lwa_url"] == LWA_URL  # was the sandbox's login, as the address
+    assert after.credentials_encrypted == amazon.credentials_encrypted
+    assert after.options["lwa_url"] == amazon.endpoint + "/v2/auth/o2/token"  # followed
     assert (after.options["seller_id"], after.options["marketplace_id"]) == (
         "A2SELLER99", "A1PM5V8C0BE9PU")
-    assert after.credentials_encrypted == amazon.credentials_encrypted
     (event,) = _events(seeded, "account.updated")
     assert event.detail["changed"]["name"] == [amazon.name, "<b>Amazon EU</b>"]
     assert set(event.detail["changed"]) == {"name", "endpoint", "options"}
+    # Another host: the stored secrets are never sent there; the form asks for them.
+    real = "https://sellingpartnerapi-eu.amazon.com"
+    moved = admin.post(f"{BASE}/{amazon.id}/settings", data={**fields, "endpoint": real})
+    assert moved.status_code == 400
+    assert "the address now names another host" in _error(moved.get_data(True), "client_id")
+    assert _account(seeded, id=amazon.id).endpoint == amazon.endpoint + "/v2"
+    moved = admin.post(f"{BASE}/{amazon.id}/settings", data={
+        **fields, "endpoint": real, "client_id": "amzn1.id", "client_secret": "s3cret-x",
+        "refresh_token": "Atzr|token"})
+    assert moved.status_code == 302, moved.get_data(as_text=True)
+    after = _account(seeded, id=amazon.id)
+    assert after.options["lwa_url"] == LWA_URL  # Amazon's own login, as the address is
+    with seeded.app_context():
+        from shipgear_exchange_plugin.credentials import read_credentials
+
+        assert read_credentials(state(seeded).credentials, after)["client_secret"] == "s3cret-x"
+    event = _events(seeded, "account.updated")[-1]
+    assert event.detail["changed"]["credentials"] == [
+        None, ["client_id", "client_secret", "refresh_token"]]
+    assert "s3cret" not in str(event.detail)
     # The same values again change nothing and leave no audit entry.
-    again = admin.post(f"{BASE}/{amazon.id}/settings", data={
-        "name": "<b>Amazon EU</b>", "order_source": amazon.order_source,
-        "endpoint": "https://sellingpartnerapi-eu.amazon.com/", "seller_id": "A2SELLER99",
-        "marketplace_id": "A1PM5V8C0BE9PU", "enabled": "y"})
-    assert again.status_code == 302 and len(_events(seeded, "account.updated")) == 1
+    again = admin.post(f"{BASE}/{amazon.id}/settings", data={**fields, "endpoint": real + "/"})
+    assert again.status_code == 302 and len(_events(seeded, "account.updated")) == 2
+    assert "Nothing changed" in admin.get(again.headers["Location"]).get_data(as_text=True)
     taken = admin.post(f"{BASE}/{amazon.id}/settings", data={
-        "name": "x", "order_source": "shopify-1", "marketplace_id": "ATVPDKIKX0DER",
-        "endpoint": "https://sellingpartnerapi-eu.amazon.com", "enabled": "y"})
-    assert taken.status_code == 400 and "already takes the shipments" in taken.get_data(True)
-    assert _account(seeded, id=amazon.id).name == "<b>Amazon EU</b>"
+        **fields, "order_source": "shopify-1", "endpoint": real})
+    assert taken.status_code == 400
+    assert "already takes the shipments" in _error(taken.get_data(True), "order_source")
+    assert _account(seeded, id=amazon.id).order_source == amazon.order_source
 
 
 def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_as):
@@ -222,6 +265,15 @@ def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_a
     panel = admin.get(f"/companies/1/ecommerce/orders/{waiting}",
                       headers={"HX-Request": "true"}).get_data(as_text=True)
     assert f"The store account {shopify.name} is turned off" in panel
+    assert "Next attempt" not in panel  # it has none while the account is off
+    retried = admin.post(f"/companies/1/ecommerce/orders/{waiting}/retry",
+                         headers={"Accept": "application/json"}).get_json()
+    assert "is turned off: the attempt runs once an admin turns it on" in retried["message"]
+    many = admin.post("/companies/1/ecommerce/orders/retry", data={"ids": str(waiting)},
+                      headers={"Accept": "application/json"}).get_json()
+    assert "1 of them belong to a store account that is turned off" in many["message"]
+    page = admin.get("/companies/1/ecommerce/").get_data(as_text=True)
+    assert f"{shopify.name} (off)</option>" in page  # its orders can still be filtered
     (event,) = _events(seeded, "account.disabled")
     assert event.detail["changed"] == {"enabled": [True, False]}
     assert admin.post(f"{BASE}/{shopify.id}/settings",
@@ -260,3 +312,14 @@ def test_the_reference_host_ships_for_a_newly_connected_account(store_host, sand
         assert row.account.name == "Amazon EU" and row.status == "pending"
     # the store knows the order before the write-back reaches it, as a real one would
     assert sandbox.store.account("amazon", "eu").orders.keys() == {shipment.order_id}
+
+
+def test_with_every_account_off_the_panel_says_so(seeded, client_as):
+    with seeded.app_context():
+        for account in db.session.execute(sa.select(StoreAccount).where(
+                StoreAccount.company_id == 1)).scalars():
+            account.enabled = False
+        db.session.commit()
+    html = client_as("viewer").get("/companies/1/ecommerce/status").get_data(as_text=True)
+    assert "Every store account of this company is turned off" in html
+    assert "No store account is connected" not in html

@@ -253,11 +253,13 @@ class AmazonConnector(HttpConnector):
     credential_fields = ("client_id", "client_secret", "refresh_token")
     option_fields = (
         OptionField("seller_id", "Seller ID", pattern=_AMAZON_ID,
-                    pattern_message="Amazon's seller ids are letters and digits only.",
-                    help="Your Merchant Token (Seller Central: Settings, Account Info, "
-                         "Business Information). The Products tab needs it."),
+                    pattern_message="Amazon's seller ids are 5 to 30 capital letters and digits, "
+                                    "like A2EUQ1WTGCTBG2.",
+                    help="Optional. Your Merchant Token (Seller Central: Settings, Account "
+                         "Info, Business Information); the Products tab needs it."),
         OptionField("marketplace_id", "Marketplace ID", required=True, pattern=_AMAZON_ID,
-                    pattern_message="Amazon's marketplace ids are letters and digits only.",
+                    pattern_message="Amazon's marketplace ids are 5 to 30 capital letters and "
+                                    "digits, like ATVPDKIKX0DER.",
                     help=f"{DEFAULT_MARKETPLACE} is amazon.com; each marketplace has its id "
                          "in Amazon's SP-API documentation."),
     )
