@@ -14,7 +14,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from .. import settings, store_accounts
 from ..connectors import connector_class
 from ..credentials import set_credentials
-from ..health import probe_account
+from ..health import STATUS_QUEUE, probe_account, probe_soon
 from ..host_contract import get_host
 from ..models import AuditEvent, Platform, StoreAccount
 from ..plugin import state
@@ -128,6 +128,7 @@ def connect_account(platform: str):
         except AccountRefused as refused:
             _show(form, refused.problems)
         else:
+            _probe_soon(account)
             return redirect(url_for(".accounts", connected=account.id,
                                     _anchor=f"account-{account.id}"))
     return _settings_page(form, platform, None, 400 if posted else 200)
@@ -156,6 +157,8 @@ def account_settings(account_id: int):
         except AccountRefused as refused:
             _show(form, refused.problems)
         else:
+            if account.enabled and changes.keys() & {"enabled", "endpoint", "credentials"}:
+                _probe_soon(account)
             result = ("unchanged" if not changes else "on" if changes.get("enabled") == [
                 False, True] else "saved")
             return redirect(url_for(".accounts", updated=account.id, result=result,
@@ -192,6 +195,15 @@ def _values(form) -> AccountValues:
                          options={name: (form[name].data or "").strip()
                                   for name in form.option_names},
                          enabled=bool(enabled))
+
+
+def _probe_soon(account: StoreAccount) -> None:
+    host = get_host()
+    try:
+        queue = host.queue(STATUS_QUEUE)
+    except Exception:  # noqa: BLE001 - no Redis now: the periodic health checks probe it
+        return
+    probe_soon(queue, account.id)
 
 
 def _credentials(form) -> dict[str, str]:
@@ -236,6 +248,8 @@ def save_credentials(account_id: int):
         action="account.credentials_set", target=f"account:{account.id}",
         detail={"fields": list(fields)}))  # which fields, never their values
     _session().commit()
+    if account.enabled:
+        _probe_soon(account)
     return redirect(url_for(".accounts", saved=account.id))
 
 
@@ -244,7 +258,8 @@ def test_connection(account_id: int):
     account = _account(account_id)
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired; reload the page and try again.")
-    results = probe_account(account, state(get_host().app).credentials, timeout=TEST_TIMEOUT)
+    plugin = state(get_host().app)  # its calls count for Connection Status too
+    results = probe_account(account, plugin.credentials, plugin.recorder, timeout=TEST_TIMEOUT)
     if request.headers.get("HX-Request") == "true":
         return render_template("shipgear_exchange/_connection_test.html", account=account,
                                results=results)

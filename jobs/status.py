@@ -16,7 +16,7 @@ from shipgear_exchange_plugin.jobs.locks import once
 from shipgear_exchange_plugin.models import StoreAccount, utcnow
 from shipgear_exchange_plugin.plugin import state
 
-QUEUE = "shipgear-status"
+QUEUE = health.STATUS_QUEUE
 ALERT_TIMEOUT = (3.05, 10.0)
 
 

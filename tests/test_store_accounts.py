@@ -15,6 +15,7 @@ from shipgear_exchange_plugin.devhost.seed import seed
 from shipgear_exchange_plugin.devhost.shipments import process_shipment
 from shipgear_exchange_plugin.models import AuditEvent, StoreAccount, Writeback
 from shipgear_exchange_plugin.plugin import state
+from shipgear_exchange_plugin.worker import AppWorker
 from shipgear_exchange_plugin.writeback import WritebackService
 
 from .conftest import csrf_token_from, login
@@ -83,6 +84,18 @@ def test_a_connected_account_is_tested_and_writes_back_to_its_store(make_app, sa
     tested = client.post(f"{BASE}/{account.id}/test", headers={"HX-Request": "true"},
                          data={"csrf_token": csrf_token_from(html)}).get_data(as_text=True)
     assert tested.count("Works") == 3, tested
+    # The test's calls count: Connection Status shows the new account at once.
+    panel = client.get("/companies/1/ecommerce/status.json").get_json()
+    (shown,) = [a for a in panel["accounts"] if a["id"] == account.id]
+    assert {api["status"] for api in shown["apis"].values()} == {"green"}
+    # And a probe was queued when it was connected; a worker runs it.
+    host = app.extensions["exchange.host"]
+    queue = host.queue("shipgear-status")
+    (job,) = [j for j in queue.get_jobs() if j.func_name.endswith("jobs.status.probe")]
+    assert job.args == (account.id,)
+    AppWorker([queue], connection=host.redis(), app=app).work(burst=True)
+    job.refresh()
+    assert job.return_value() == {"products": "ok", "writeback": "ok", "orders": "ok"}
 
     # The host ships an order of that source: the new account writes it back.
     made = requests.post(f"{sandbox.url}/_sandbox/woocommerce/outlet/orders", json={
