@@ -286,6 +286,59 @@ def test_connection_test_shows_an_unreachable_store(page, server):
             expect(page.locator(f"#test-{other.id} li")).to_have_count(0)
 
 
+def test_an_admin_connects_a_store_then_turns_it_off(page, server):
+    """The whole form in a browser: the refused submit keeps what was typed except the
+    secret, marks the bad fields and puts the cursor on the first; the good one lands on
+    the new account's card, whose connection test works; turning it off shows at once."""
+    as_user(page, "admin")
+    page.get_by_role("link", name="Store accounts").click()
+    page.get_by_role("region", name="Connect a store account").get_by_role(
+        "link", name="Shopify").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Connect a Shopify account · Acme Outfitters")
+    page.get_by_label("Name").fill("Shopify outlet")
+    page.get_by_label("Order source").fill("shopify-1")  # the seeded account's
+    page.get_by_label("API address").fill("http://outlet.example.com")
+    page.get_by_label("Access token").fill("shpat_browser_secret")
+    page.get_by_role("button", name="Connect account").click()
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was saved")
+    source = page.get_by_label("Order source")
+    expect(source).to_be_focused()
+    expect(source).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#order_source-error")).to_contain_text("Shopify store")
+    expect(page.locator("#endpoint-error")).to_contain_text("Use https://")
+    expect(page.get_by_label("Name")).to_have_value("Shopify outlet")
+    expect(page.get_by_label("Access token")).to_have_value("")
+    assert "shpat_browser_secret" not in page.content()
+
+    source.fill("outlet")
+    page.get_by_label("API address").fill(f"{server.sandbox}/shopify/outlet")
+    page.get_by_label("Access token").fill("shpat_browser_secret")
+    page.get_by_role("button", name="Connect account").click()
+    expect(page.get_by_role("status")).to_contain_text("Shopify outlet connected.")
+    with server.app.app_context():
+        account = db.session.execute(sa.select(StoreAccount).where(
+            StoreAccount.name == "Shopify outlet")).scalar_one()
+        db.session.expunge(account)
+    expect(page).to_have_url(re.compile(rf"#account-{account.id}$"))
+    assert page.evaluate("document.querySelector(':target').id") == f"account-{account.id}"
+    results = run_connection_test(page, account, "Shopify outlet")
+    expect(results.locator(".badge")).to_have_text(["Works"] * 3)
+
+    account_card(page, "Shopify outlet").get_by_role("link", name="Edit settings").click()
+    enabled = page.get_by_label("Enabled")
+    expect(enabled).to_be_checked()
+    enabled.uncheck()
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_contain_text("The account is off")
+    expect(page.locator(f"#account-{account.id} h2")).to_have_text(
+        "Shopify · Shopify outlet Off")
+    page.get_by_role("link", name="Back to View eCommerce").click()
+    expect(page.locator(".sgx-status")).not_to_contain_text("Shopify outlet")
+    expect(page.get_by_label("Account").locator("option", has_text="Shopify outlet (off)")
+           ).to_have_count(1)
+
+
 # -- Export failed for Amazon -------------------------------------------------------------
 def amazon_file(download) -> tuple[list[str], list[dict[str, str]]]:
     with open(download.path(), encoding="utf-8", newline="") as handle:
