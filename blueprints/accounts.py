@@ -12,13 +12,14 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
 from .. import settings, store_accounts
+from ..config import flag
 from ..connectors import connector_class
 from ..credentials import set_credentials
 from ..health import STATUS_QUEUE, probe_account, probe_soon
 from ..host_contract import get_host
 from ..models import AuditEvent, Platform, StoreAccount
 from ..plugin import state
-from ..store_accounts import AccountRefused, AccountValues, Actor
+from ..store_accounts import AccountRefused, AccountValues, Actor, AddressRules
 from .forms import AlertsForm, ConfirmForm, account_form, credentials_form
 
 MANAGE = "ecommerce.manage"
@@ -120,11 +121,11 @@ def connect_account(platform: str):
                         formdata=request.form if posted else None,
                         data={f.name: defaults.get(f.name, "")
                               for f in connector.option_fields})
-    if posted and _checked(form, None):
+    if posted and _checked(form):
         try:
             account = store_accounts.connect(
                 _session(), state(get_host().app).credentials, g.sgx_company.id, platform,
-                _values(form), _credentials(form), _actor(), _sandbox_url())
+                _values(form), _credentials(form), _actor(), _rules())
         except AccountRefused as refused:
             _show(form, refused.problems)
         else:
@@ -149,11 +150,11 @@ def account_settings(account_id: int):
                             "endpoint": account.endpoint, "enabled": account.enabled,
                             **{f.name: str(options.get(f.name) or "")
                                for f in connector_class(account.platform).option_fields}})
-    if posted and _checked(form, account.id):
+    if posted and _checked(form, account):
         try:
             changes = store_accounts.update(
                 _session(), state(get_host().app).credentials, account, _values(form),
-                _actor(), _credentials(form), _sandbox_url())
+                _actor(), _credentials(form), _rules())
         except AccountRefused as refused:
             _show(form, refused.problems)
         else:
@@ -166,15 +167,14 @@ def account_settings(account_id: int):
     return _settings_page(form, account.platform, account, 400 if posted else 200)
 
 
-def _checked(form, account_id: int | None) -> bool:
+def _checked(form, account: StoreAccount | None = None) -> bool:
     """The form's own checks and the core's (address, names taken) at once, so that one
-    submit shows every problem."""
+    submit shows every problem. The core checks again when it saves."""
     valid = form.validate()
-    found = store_accounts.problems(_session(), g.sgx_company.id, _values(form),
-                                    _sandbox_url(), account_id)
-    _session().rollback()
+    found = store_accounts.problems(_session(), g.sgx_company.id, _values(form), _rules(),
+                                    account)
     _show(form, {field: message for field, message in found.items()
-                 if not form[field].errors and form[field].data})
+                 if not form[field].errors})
     return valid and not found
 
 
@@ -184,8 +184,10 @@ def _show(form, problems: dict[str, str]) -> None:
 
 
 def _settings_page(form, platform: str, account: StoreAccount | None, status: int):
+    secrets_typed = any(form[name].data for name in form.credential_names)
     return render_template("shipgear_exchange/account_settings.html", form=form,
-                           platform_label=Platform(platform).label, account=account), status
+                           platform_label=Platform(platform).label, account=account,
+                           secrets_typed=secrets_typed and bool(form.errors)), status
 
 
 def _values(form) -> AccountValues:
@@ -214,8 +216,10 @@ def _actor() -> Actor:
     return Actor(g.sgx_user.id, g.sgx_user.username)
 
 
-def _sandbox_url() -> str | None:
-    return get_host().app.config.get("SHIPGEAR_SANDBOX_URL")
+def _rules() -> AddressRules:
+    config = get_host().app.config
+    return AddressRules(config.get("SHIPGEAR_SANDBOX_URL"),
+                        flag(config.get("SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS")))
 
 
 def save_alerts():

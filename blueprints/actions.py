@@ -103,9 +103,12 @@ def retry_many():
         message += (f" {waiting} of them may be in an Amazon feed that Amazon is still "
                     "processing: they wait for it, then ask Amazon first.")
     off = orders.of_accounts_turned_off(get_host().db.session, g.sgx_company.id, done)
-    if off:
-        message += (f" {len(off)} of them belong to a store account that is turned off: "
-                    "they run once an admin turns it on again.")
+    if len(off) == 1:
+        message += (" 1 of them belongs to a store account that is turned off: it runs "
+                    "once an admin turns the account on again.")
+    elif off:
+        message += (f" {len(off)} of them belong to store accounts that are turned off: "
+                    "they run once an admin turns their account on again.")
     if wants_json() or request.headers.get("HX-Request") == "true":
         return jsonify({"ok": True, "message": message, "retried": done})
     return redirect(url_for(".page"))

@@ -51,7 +51,8 @@ def probe(account_id: int) -> dict[str, str]:
     """The cheapest call to each API of one account; the recorder counts them."""
     host = get_host()
     account = host.db.session.get(StoreAccount, account_id)
-    if account is None:
+    if account is None or not account.enabled:  # turned off since it was queued
+        host.db.session.rollback()
         return {}
     plugin = state(host.app)
     results = health.probe_account(account, plugin.credentials, plugin.recorder,

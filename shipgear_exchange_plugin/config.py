@@ -13,6 +13,10 @@ DEFAULTS: dict[str, Any] = {
     "SHIPGEAR_ENCRYPTION_KEY": None,
     # Base URL of the marketplace sandbox; the demo's store accounts point at it.
     "SHIPGEAR_SANDBOX_URL": None,
+    # Let admins point a store account at this machine or a private network (a store
+    # hosted in-house, a test server). Off: only public https addresses and the sandbox,
+    # so that a company admin cannot make the server call its internal services.
+    "SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS": False,
     # Seconds without any call after which an API's status is None.
     "SHIPGEAR_STATUS_STALE_AFTER": 600,
     # The status rules of PRODUCT.md section 3 (see status.py).
@@ -92,3 +96,10 @@ def int_setting(config: dict[str, Any], key: str) -> int:
         return int(raw)
     except (TypeError, ValueError):
         raise ValueError(f"{key} must be a whole number, got {raw!r}") from None
+
+
+def flag(value: Any) -> bool:
+    """A yes/no setting, from the environment ("1", "true", "yes", "on") or code."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

@@ -140,8 +140,8 @@ class AmazonFeeds:
             sa.select(Writeback).where(Writeback.feed_id == feed_id,
                                        Writeback.status == WritebackStatus.SUBMITTED)
             .order_by(Writeback.id).with_for_update(skip_locked=True)).scalars().all()
-        if not rows:
-            self.session.rollback()
+        if not rows or not rows[0].account.enabled:  # turned off: the sweeper polls it
+            self.session.rollback()                     # again once it is on (feeds_due)
             return FeedStep("skipped", feed_id)
         connector = self.service._connector_factory(rows[0])
         try:
@@ -178,12 +178,15 @@ class AmazonFeeds:
         return FeedStep("waiting", feed_id, len(rows), now + self.poll_every)
 
     def feeds_due(self) -> list[str]:
-        """Feeds whose next poll is due (their poll job may have vanished)."""
+        """Feeds of enabled accounts whose next poll is due (their poll job may have
+        vanished, or the account was off)."""
         now = self.service.now()
+        enabled = sa.select(StoreAccount.id).where(StoreAccount.enabled.is_(True))
         ids = self.session.execute(
             sa.select(Writeback.feed_id).where(
                 Writeback.feed_id.is_not(None), Writeback.status == WritebackStatus.SUBMITTED,
-                Writeback.next_attempt_at <= now).distinct()).scalars().all()
+                Writeback.next_attempt_at <= now, Writeback.account_id.in_(enabled)
+            ).distinct()).scalars().all()
         self.session.rollback()
         return list(ids)
 

@@ -43,6 +43,7 @@ def probe_soon(queue: Queue, account_id: int) -> bool:
     job: the next round probes it anyway."""
     try:
         queue.enqueue(PROBE_JOB, account_id, result_ttl=600, failure_ttl=86400,
+                      job_id=f"sgx-probe-{account_id}-now",  # saved twice: one probe
                       description=f"probe of account {account_id} after a change")
     except (RedisError, OSError) as exc:
         log.warning("account %s: no probe queued now (%s); the next round probes it",

@@ -2,8 +2,13 @@
 
 An account is never deleted: its write-backs and their timelines refer to it. An admin
 disables it instead. Its write-backs then wait (the engine's claim leaves them), and it
-leaves the Connection Status panel, the health probes and the Products tab until it is
+leaves the Connection Status panel, the health probes and the product syncs until it is
 enabled again. Every change is audited; credentials only as the names of the fields set.
+
+The API address is where the account's credentials go with every call, and the server
+makes those calls: so it must be a public https address, unless it is the configured
+sandbox or the operator allowed private addresses (``SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS``).
+A company admin must not be able to make the server call its internal services.
 """
 
 from __future__ import annotations
@@ -23,8 +28,13 @@ from .credentials import set_credentials
 from .crypto import CredentialBox
 from .models import AuditEvent, StoreAccount
 
-#: A host name (letters, digits, dots, dashes) or an IP address (IPv6 without brackets).
-_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")
+MAX_NAME = 120
+#: One DNS label; a host name is labels joined by dots.
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+#: Names that never leave a private network.
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa",
+                     ".localdomain")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class AccountRefused(ValueError):
@@ -54,24 +64,37 @@ class Actor:
     username: str | None
 
 
-def endpoint_problem(url: str, sandbox_url: str | None = None) -> str | None:
-    """Why ``url`` cannot be a store's API address, or None. Credentials go with every
-    call, so plain http is taken only for this machine and the configured sandbox."""
+@dataclasses.dataclass(frozen=True)
+class AddressRules:
+    """Which API addresses this installation takes (from its configuration)."""
+
+    sandbox_url: str | None = None
+    allow_private: bool = False
+
+
+def endpoint_problem(url: str, rules: AddressRules = AddressRules()) -> str | None:  # noqa: B008
+    """Why ``url`` cannot be a store's API address, or None."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         return "Enter the store's full API address, starting with https://."
-    if parts.scheme not in ("http", "https") or not _HOST.fullmatch(parts.hostname or ""):
+    if parts.scheme not in ("http", "https") or not _host_name(parts.hostname or ""):
         return "Enter the store's full API address, starting with https://."
     if parts.username or parts.password:
         return "Put the credentials in their own fields, not in the address."
     if parts.query or parts.fragment:
         return "The API address takes no ?query or #fragment."
-    if parts.scheme == "http" and not (_loopback(parts.hostname)
-                                       or _origin(url) == _origin(sandbox_url)):
+    if _origin(url) == _origin(rules.sandbox_url):
+        return None
+    private = _private(parts.hostname or "")
+    if private and not rules.allow_private:
+        return ("This address is on this machine or a private network. Stores are reached "
+                "on the internet; the operator of this installation can allow private "
+                "addresses (SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS).")
+    if parts.scheme == "http" and not private:
         return ("Use https://: the store's credentials go with every call. Plain http:// "
-                "is taken only for this machine and the marketplace sandbox.")
+                "is taken only for the marketplace sandbox and allowed private addresses.")
     return None
 
 
@@ -80,24 +103,38 @@ def normalized_endpoint(url: str) -> str:
 
 
 def problems(session: Session, company_id: int, values: AccountValues,
-             sandbox_url: str | None = None, account_id: int | None = None) -> dict[str, str]:
-    """Every rule the values break, by field: the address, and a name or an order source
-    that another account of the company has (compared ignoring case and spaces around,
-    so that "Shopify-1" next to "shopify-1" is caught rather than silently never
-    matching the host's shipments)."""
-    found = {}
-    problem = endpoint_problem(normalized_endpoint(values.endpoint), sandbox_url)
-    if problem:
-        found["endpoint"] = problem
+             rules: AddressRules = AddressRules(),  # noqa: B008
+             account: StoreAccount | None = None) -> dict[str, str]:
+    """Every rule the values break, by field. A name or an order source that another
+    account of the company has is compared ignoring case and spaces around, so that
+    "Shopify-1" next to "shopify-1" is caught rather than silently never matching the
+    host's shipments; an edit is checked only on what it changes, so that older
+    accounts that break a rule can still be edited or turned off."""
+    found: dict[str, str] = {}
+    name, source = values.name.strip(), values.order_source.strip()
+    for field, value in (("name", name), ("order_source", source)):
+        if not value:
+            found[field] = "This field is required."
+        elif len(value) > MAX_NAME:
+            found[field] = f"Field cannot be longer than {MAX_NAME} characters."
+        elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+            found[field] = "This field cannot hold control characters."
+    endpoint = normalized_endpoint(values.endpoint)
+    if account is None or endpoint != account.endpoint:
+        problem = endpoint_problem(endpoint, rules)
+        if problem:
+            found["endpoint"] = problem
     others = session.execute(sa.select(StoreAccount.name, StoreAccount.order_source).where(
-        StoreAccount.company_id == company_id, StoreAccount.id != (account_id or 0))).all()
-    source, name = values.order_source.strip(), values.name.strip()
+        StoreAccount.company_id == company_id,
+        StoreAccount.id != (account.id if account is not None else 0))).all()
     for other in others:
-        if other.order_source.strip().casefold() == source.casefold():
+        if ("order_source" not in found and _changed(account, "order_source", source)
+                and other.order_source.strip().casefold() == source.casefold()):
             found["order_source"] = (
                 f"The account {other.name!r} already takes the shipments of order source "
                 f"{other.order_source!r}; each order source belongs to one account.")
-        if other.name.strip().casefold() == name.casefold():
+        if ("name" not in found and _changed(account, "name", name)
+                and other.name.strip().casefold() == name.casefold()):
             found["name"] = (f"Another account of this company is called {other.name!r}; "
                              "give this one a name that tells them apart.")
     return found
@@ -105,46 +142,56 @@ def problems(session: Session, company_id: int, values: AccountValues,
 
 def connect(session: Session, box: CredentialBox, company_id: int, platform: str,
             values: AccountValues, credentials: dict[str, str], actor: Actor,
-            sandbox_url: str | None = None) -> StoreAccount:
+            rules: AddressRules = AddressRules()) -> StoreAccount:  # noqa: B008
     """A new enabled account with its credentials (encrypted); committed and audited.
     Raises :class:`AccountRefused` with every rule the values break."""
     connector = connector_class(platform)
-    endpoint = _checked(session, company_id, values, sandbox_url)
+    found = problems(session, company_id, values, rules)
+    secrets = {name: (credentials.get(name) or "").strip()
+               for name in connector.credential_fields}
+    found.update({name: "This field is required." for name, value in secrets.items()
+                  if not value})
+    if found:
+        raise AccountRefused(found)
+    endpoint = normalized_endpoint(values.endpoint)
     account = StoreAccount(company_id=company_id, platform=platform, name=values.name.strip(),
                            order_source=values.order_source.strip(), endpoint=endpoint,
                            options=account_options(platform, endpoint, values.options),
                            enabled=True)
-    set_credentials(box, account, {name: credentials[name]
-                                   for name in connector.credential_fields})
+    set_credentials(box, account, secrets)
     session.add(account)
-    session.flush()
-    session.add(AuditEvent(
+    _commit(session, lambda: session.add(AuditEvent(
         company_id=company_id, user_id=actor.user_id, username=actor.username,
         action="account.connected", target=f"account:{account.id}",
         detail={"platform": platform, "name": account.name,
                 "order_source": account.order_source, "endpoint": endpoint,
-                "credential_fields": list(connector.credential_fields)}))
-    _commit(session)
+                "credential_fields": list(connector.credential_fields)})))
     return account
 
 
 def update(session: Session, box: CredentialBox, account: StoreAccount, values: AccountValues,
            actor: Actor, credentials: dict[str, str] | None = None,
-           sandbox_url: str | None = None) -> dict[str, list[Any]]:
+           rules: AddressRules = AddressRules()) -> dict[str, list[Any]]:  # noqa: B008
     """Apply the admin's edit; committed and audited when anything changed. Returns the
     changes as ``{field: [before, after]}``.
 
-    An address on another host (or scheme or port) needs the credentials again: the
-    stored ones were made for the old store, and a mistyped address must not receive
-    them with the next call. ``credentials`` then replaces them."""
-    endpoint = _checked(session, account.company_id, values, sandbox_url, account.id)
-    moved = _origin(endpoint) != _origin(account.endpoint)
+    ``credentials``: all of the platform's fields, to replace the stored ones, or none.
+    An address on another host (or scheme or port) needs them: the stored ones were made
+    for the old store, and a mistyped address must not receive them with the next call."""
+    found = problems(session, account.company_id, values, rules, account)
+    endpoint = normalized_endpoint(values.endpoint)
     fields = connector_class(account.platform).credential_fields
-    given = {name: (credentials or {}).get(name) or "" for name in fields}
-    if moved and fields and not all(given.values()):
-        raise AccountRefused({name: "Enter it again: the address now names another host, "
-                              "and the stored credentials are only sent where they were "
-                              "set." for name, value in given.items() if not value})
+    given = {name: ((credentials or {}).get(name) or "").strip() for name in fields}
+    moved = _origin(endpoint) != _origin(account.endpoint)
+    if any(given.values()) and not all(given.values()):
+        found.update({name: "Enter every credential to replace them, or none to keep them."
+                      for name, value in given.items() if not value})
+    elif moved and "endpoint" not in found and not all(given.values()):
+        found.update({name: "Needed again: the address now names another host, and the "
+                      "stored credentials are only sent to the host they were set for."
+                      for name in fields})
+    if found:
+        raise AccountRefused(found)
     after = {
         "name": values.name.strip(),
         "order_source": values.order_source.strip(),
@@ -156,36 +203,44 @@ def update(session: Session, box: CredentialBox, account: StoreAccount, values: 
     }
     changes = {key: [getattr(account, key), value] for key, value in after.items()
                if getattr(account, key) != value}
-    renewed = all(given.values()) and bool(fields)
+    renewed = bool(fields) and all(given.values())
     if not changes and not renewed:
         session.rollback()
         return {}
     for key, (_, value) in changes.items():
         setattr(account, key, value)
+    audit = []
+    if changes:
+        action = ("account.updated" if "enabled" not in changes
+                  else "account.enabled" if values.enabled else "account.disabled")
+        audit.append(AuditEvent(
+            company_id=account.company_id, user_id=actor.user_id, username=actor.username,
+            action=action, target=f"account:{account.id}", detail={"changed": dict(changes)}))
     if renewed:
         set_credentials(box, account, given)
-        changes["credentials"] = [None, list(fields)]  # which fields, never their values
-    if "enabled" in changes:
-        action = "account.enabled" if values.enabled else "account.disabled"
-    else:
-        action = "account.updated"
-    session.add(AuditEvent(
-        company_id=account.company_id, user_id=actor.user_id, username=actor.username,
-        action=action, target=f"account:{account.id}", detail={"changed": changes}))
-    _commit(session)
+        audit.append(AuditEvent(  # the same entry as the credentials form writes
+            company_id=account.company_id, user_id=actor.user_id, username=actor.username,
+            action="account.credentials_set", target=f"account:{account.id}",
+            detail={"fields": list(fields)}))  # which fields, never their values
+        changes["credentials"] = [None, list(fields)]
+    _commit(session, lambda: session.add_all(audit))
     return changes
 
 
 def account_options(platform: str, endpoint: str, edited: dict[str, str],
                     current: dict[str, Any] | None = None,
                     old_endpoint: str | None = None) -> dict[str, Any]:
-    """The account's options: the platform's defaults for a new account; for an edited
-    one, what it had, with the options that followed the old address (Amazon's login
-    URL, for instance) following the new one; then what the admin typed."""
+    """The account's options: the platform's defaults for a new account (an option left
+    empty keeps its default); for an edited one, what it had, with the options that
+    followed the old address (Amazon's login URL, for instance) following the new one;
+    then what the admin typed."""
     connector = connector_class(platform)
     defaults = connector.default_options(endpoint)
+    allowed = {field.name for field in connector.option_fields}
+    typed = {key: value for key, value in edited.items() if key in allowed}
     if current is None:
         options = dict(defaults)
+        typed = {key: value for key, value in typed.items() if value or key not in defaults}
     else:
         options = dict(current)
         if old_endpoint is not None and old_endpoint != endpoint:
@@ -193,8 +248,7 @@ def account_options(platform: str, endpoint: str, edited: dict[str, str],
             for key, value in defaults.items():
                 if key not in options or options[key] == before.get(key):
                     options[key] = value
-    allowed = {field.name for field in connector.option_fields}
-    options.update({key: value for key, value in edited.items() if key in allowed})
+    options.update(typed)
     return options
 
 
@@ -208,17 +262,16 @@ def option_problem(platform: str, name: str, value: str) -> str | None:
     return None
 
 
-def _checked(session: Session, company_id: int, values: AccountValues,
-             sandbox_url: str | None, account_id: int | None = None) -> str:
-    found = problems(session, company_id, values, sandbox_url, account_id)
-    if found:
-        raise AccountRefused(found)
-    return normalized_endpoint(values.endpoint)
+def _changed(account: StoreAccount | None, field: str, value: str) -> bool:
+    return account is None or getattr(account, field).strip().casefold() != value.casefold()
 
 
-def _commit(session: Session) -> None:
-    """Another admin may have taken the order source a moment ago (the unique key)."""
+def _commit(session: Session, then) -> None:
+    """Flush (the account gets its id), ``then()`` (the audit), commit. Another admin may
+    have taken the order source a moment ago: the unique key says so at the flush."""
     try:
+        session.flush()
+        then()
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -226,20 +279,40 @@ def _commit(session: Session) -> None:
                               "given this order source; choose another."}) from None
 
 
-def _loopback(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
+def _host_name(hostname: str) -> bool:
+    """A DNS name or an IP address, nothing else (no spaces, no empty labels)."""
     try:
-        return ipaddress.ip_address(hostname).is_loopback
+        ipaddress.ip_address(hostname)
+        return True
     except ValueError:
-        return False
+        pass
+    labels = hostname.rstrip(".").split(".")
+    return len(hostname) <= 253 and all(_LABEL.fullmatch(label) for label in labels) \
+        and not labels[-1].isdigit()
+
+
+def _private(hostname: str) -> bool:
+    """This machine, a private network or a cloud's metadata service: an IP address
+    outside the public internet, "localhost", a single-label name (resolved on the local
+    network) or a suffix only private networks use. A public name that resolves to a
+    private address is not caught here: that needs a check of the address each
+    connection goes to."""
+    host = hostname.rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith(_PRIVATE_SUFFIXES)
+    return not address.is_global
 
 
 def _origin(url: str | None) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) with the default port filled in; None for no address."""
     if not url:
         return None
     try:
-        parts = urlsplit(url)
-        return parts.scheme, parts.hostname or "", parts.port
+        parts = urlsplit(url.strip())
+        scheme = parts.scheme.lower()
+        return scheme, (parts.hostname or "").rstrip("."), parts.port or _DEFAULT_PORTS.get(
+            scheme)
     except ValueError:
         return None

@@ -250,3 +250,36 @@ def test_a_feed_amazon_never_processes_is_given_up_and_its_rows_ask_first(make_a
                                       ).scalars():
             assert (row.status, row.error_count, row.needs_check) == ("pending", 1, True)
             assert f"Amazon had not processed feed {step.feed_id}" in row.last_error
+
+
+def test_a_feed_of_an_account_turned_off_is_not_polled_until_it_is_on(make_app, sandbox):
+    """Turned off after its feed went: no call reaches Amazon for it (no poll, no login)
+    and its rows keep their checks; once on again the sweeper's list has it and it maps."""
+    from shipgear_exchange_plugin.models import StoreAccount
+
+    app, ids = _feed_setup(make_app, sandbox, feed_delay_s=0)
+    clock = Clock()
+    with app.app_context():
+        feeds = AmazonFeeds(service(app, clock, FAST), poll_every=1)
+        (account_id,) = feeds.accounts_due([1], threshold=2)
+        step = feeds.submit(account_id)
+        assert step.action == "submitted"
+        db.session.get(StoreAccount, account_id).enabled = False
+        db.session.commit()
+        assert feeds.accounts_due([1], threshold=1) == []
+        calls = len(sandbox.store.account("amazon", "c1").requests)
+        clock.now += feeds.poll_every
+        assert feeds.feeds_due() == []
+        assert feeds.poll(step.feed_id).action == "skipped"
+        assert len(sandbox.store.account("amazon", "c1").requests) == calls
+        assert {r.verify_checks for r in db.session.execute(sa.select(Writeback)).scalars()
+                } == {0}
+        db.session.get(StoreAccount, account_id).enabled = True
+        db.session.commit()
+        assert feeds.feeds_due() == [step.feed_id]
+        deadline = time.monotonic() + 10
+        while (result := feeds.poll(step.feed_id)).action == "waiting" and (
+                time.monotonic() < deadline):
+            time.sleep(0.3)
+            clock.now += feeds.poll_every
+        assert result.action == "mapped"

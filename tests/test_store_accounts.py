@@ -151,7 +151,7 @@ def test_what_cannot_be_connected_is_refused_with_a_reason_and_nothing_saved(see
         # the field says it is wrong, and takes the focus (the first one in error)
         tag = re.search(rf'<[^>]*\bid="{field}"[^>]*>', html).group(0)
         assert 'aria-invalid="true"' in tag and f"{field}-error" in tag
-        assert "autofocus" in tag or field != next(iter(changes))
+        assert "autofocus" in tag  # each case breaks one field: the first in error
     # Every problem at once, not one per submit.
     both = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
         sandbox_url, endpoint="http://shop.example.com", order_source="shopify-1", name=""))
@@ -170,8 +170,8 @@ def test_what_cannot_be_connected_is_refused_with_a_reason_and_nothing_saved(see
     assert "required" in _error(answer.get_data(True), "marketplace_id")
     assert admin.get(f"{BASE}/connect/etsy").status_code == 404
     assert _count(seeded) == before
-    # Plain http is fine for this machine and for the configured sandbox.
-    for name, endpoint in (("Local", "http://127.0.0.1:8080/shop"),
+    # Plain http is fine for the configured sandbox, and https for a public store.
+    for name, endpoint in (("Public", "https://outlet.example.com"),
                            ("Sandboxed", f"{sandbox_url}/woocommerce/other/")):
         answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
             sandbox_url, name=name, order_source=name.lower(), endpoint=endpoint))
@@ -227,9 +227,16 @@ def test_an_edited_account_keeps_its_secrets_unless_it_moves_to_another_host(see
     assert set(event.detail["changed"]) == {"name", "endpoint", "options"}
     # Another host: the stored secrets are never sent there; the form asks for them.
     real = "https://sellingpartnerapi-eu.amazon.com"
-    moved = admin.post(f"{BASE}/{amazon.id}/settings", data={**fields, "endpoint": real})
+    moved = admin.post(f"{BASE}/{amazon.id}/settings", data={
+        **fields, "endpoint": real, "client_id": " ", "client_secret": "  ",
+        "refresh_token": ""})  # blanks are no credentials
     assert moved.status_code == 400
     assert "the address now names another host" in _error(moved.get_data(True), "client_id")
+    partial = admin.post(f"{BASE}/{amazon.id}/settings", data={
+        **fields, "endpoint": real, "client_secret": "only-this-one"})
+    html = partial.get_data(as_text=True)
+    assert partial.status_code == 400 and "Enter every credential" in _error(html, "client_id")
+    assert "For safety the credentials are not kept after an error" in html
     assert _account(seeded, id=amazon.id).endpoint == amazon.endpoint + "/v2"
     moved = admin.post(f"{BASE}/{amazon.id}/settings", data={
         **fields, "endpoint": real, "client_id": "amzn1.id", "client_secret": "s3cret-x",
@@ -242,9 +249,10 @@ def test_an_edited_account_keeps_its_secrets_unless_it_moves_to_another_host(see
 
         assert read_credentials(state(seeded).credentials, after)["client_secret"] == "s3cret-x"
     event = _events(seeded, "account.updated")[-1]
-    assert event.detail["changed"]["credentials"] == [
-        None, ["client_id", "client_secret", "refresh_token"]]
-    assert "s3cret" not in str(event.detail)
+    assert set(event.detail["changed"]) == {"endpoint", "options"} and "s3cret" not in str(
+        event.detail)
+    (secrets,) = _events(seeded, "account.credentials_set")  # where credential changes go
+    assert secrets.detail == {"fields": ["client_id", "client_secret", "refresh_token"]}
     # The same values again change nothing and leave no audit entry.
     again = admin.post(f"{BASE}/{amazon.id}/settings", data={**fields, "endpoint": real + "/"})
     assert again.status_code == 302 and len(_events(seeded, "account.updated")) == 2
@@ -284,7 +292,7 @@ def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_a
     assert "is turned off: the attempt runs once an admin turns it on" in retried["message"]
     many = admin.post("/companies/1/ecommerce/orders/retry", data={"ids": str(waiting)},
                       headers={"Accept": "application/json"}).get_json()
-    assert "1 of them belong to a store account that is turned off" in many["message"]
+    assert "1 of them belongs to a store account that is turned off" in many["message"]
     page = admin.get("/companies/1/ecommerce/").get_data(as_text=True)
     assert f"{shopify.name} (off)</option>" in page  # its orders can still be filtered
     (event,) = _events(seeded, "account.disabled")
@@ -336,3 +344,62 @@ def test_with_every_account_off_the_panel_says_so(seeded, client_as):
     html = client_as("viewer").get("/companies/1/ecommerce/status").get_data(as_text=True)
     assert "Every store account of this company is turned off" in html
     assert "No store account is connected" not in html
+
+
+def test_private_addresses_are_refused_unless_the_operator_allows_them(make_app):
+    """A company admin must not turn the server into a client of its internal network:
+    this machine, private and link-local addresses (a cloud's metadata service) and
+    internal names are refused, until SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS says otherwise."""
+    private = ["https://127.0.0.1:8443", "http://localhost:8080/shop", "https://[::1]/x",
+               "https://10.1.2.3", "http://169.254.169.254/latest", "https://metadata",
+               "https://shop.internal", "https://192.168.0.10:9000"]
+    for allowed in (False, True):
+        app = make_app(WTF_CSRF_ENABLED=False,
+                       SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS="1" if allowed else "")
+        with app.app_context():
+            seed(app, companies=1, shipments=0, enabled=1)
+        admin = app.test_client()
+        assert login(admin, "admin").status_code == 302
+        for n, endpoint in enumerate(private):
+            answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
+                "", name=f"Shop {n}", order_source=f"src-{n}", endpoint=endpoint))
+            if allowed:
+                assert answer.status_code == 302, (endpoint, answer.get_data(as_text=True))
+            else:
+                assert answer.status_code == 400, endpoint
+                assert "private network" in _error(answer.get_data(True), "endpoint")
+        # Plain http to a public host is refused either way: credentials go with it.
+        answer = admin.post(f"{BASE}/connect/woocommerce", data=_woo(
+            "", name="Plain", order_source="plain", endpoint="http://shop.example.com"))
+        assert "Use https://" in _error(answer.get_data(True), "endpoint")
+
+
+def test_the_core_checks_what_the_form_checks_for_any_caller(seeded):
+    """The rules hold for a script or another host page calling the core directly, and
+    an address written with its default port is the same host."""
+    import pytest
+
+    from shipgear_exchange_plugin.store_accounts import (
+        AccountRefused,
+        AccountValues,
+        Actor,
+        connect,
+        update,
+    )
+
+    cli = Actor(None, "cli")
+    with seeded.app_context():
+        box = state(seeded).credentials
+        with pytest.raises(AccountRefused) as refused:
+            connect(db.session, box, 1, "shopify", AccountValues(
+                " ", "sr\tc", "https://x.myshopify.com"), {"access_token": "  "}, cli)
+        assert set(refused.value.problems) == {"name", "order_source", "access_token"}
+        shop = connect(db.session, box, 1, "shopify", AccountValues(
+            "Shop", "src", "https://x.myshopify.com"), {"access_token": "t1"}, cli)
+        same = update(db.session, box, shop, AccountValues(
+            "Shop", "src", "HTTPS://x.myshopify.com:443/"), cli)
+        assert same == {"endpoint": ["https://x.myshopify.com", "HTTPS://x.myshopify.com:443"]}
+        with pytest.raises(AccountRefused) as refused:
+            update(db.session, box, shop, AccountValues(
+                "Shop", "src", "https://x.myshopify.com:8443"), cli)
+        assert set(refused.value.problems) == {"access_token"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from shipgear_exchange_plugin.connectors import AccountRef, Api, ListRecorder, Outcome
 from shipgear_exchange_plugin.connectors.base import MESSAGE_LIMIT
@@ -67,6 +67,18 @@ def bad_store() -> Flask:
     @app.get("/ok")
     def ok():
         return {"ok": True}
+
+    @app.get("/moved")
+    def moved():  # to where the token would be collected
+        return Response("", status=302, headers={"Location": "http://127.0.0.1:1/collect"})
+
+    @app.get("/echo-token")
+    def echo_token():
+        return {"token": request.headers.get("X-Auth-Token")}
+
+    @app.get("/moved-here")
+    def moved_here():
+        return Response("", status=301, headers={"Location": "/echo-token"})
 
     @app.get("/trickle")
     def trickle():  # a byte every 0.6 s: no single read waits long enough to time out
@@ -131,6 +143,24 @@ def test_refused_credentials_need_reauthorising(store):
     result = http(store.url).request(Api.ORDERS, "GET", "/unauthorised").error
     assert result.outcome is Outcome.NEEDS_REAUTH
     assert "Unauthorized: Access denied" in result.message
+
+
+def test_a_redirect_is_not_followed_so_the_credentials_stay_with_the_store(store):
+    """A store's API does not redirect; one that does (a moved shop, a hostile address)
+    needs its address fixed, and its target never sees the credential header."""
+    for path, status in (("/moved", 302), ("/moved-here", 301)):
+        reply = http(store.url).request(Api.ORDERS, "GET", path,
+                                        headers={"X-Auth-Token": "tok-secret"})
+        assert reply.status == status and reply.json is None
+        assert reply.error.outcome is Outcome.NEEDS_FIXING
+        assert f"HTTP {status}: the store redirects" in reply.error.message
+        assert "check that address" in reply.error.message
+    assert "to http://127.0.0.1:1" in http(store.url).request(
+        Api.ORDERS, "GET", "/moved").error.message
+    # The same request without the redirect reaches the route that echoes the header.
+    direct = http(store.url).request(Api.ORDERS, "GET", "/echo-token",
+                                     headers={"X-Auth-Token": "tok-secret"})
+    assert direct.json == {"token": "tok-secret"}
 
 
 def test_validation_errors_need_fixing_and_quote_the_store(store):

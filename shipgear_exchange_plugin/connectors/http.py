@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -190,6 +191,9 @@ class StoreHttp:
             return held
         kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("proxies", _proxies_for(_origin(url)))
+        # A store's API does not redirect; following one would carry the credential
+        # headers (X-Auth-Token, X-Shopify-Access-Token...) to whatever host it names.
+        kwargs.setdefault("allow_redirects", False)
         started = time.perf_counter()
         try:
             response = self.session.request(method, url, stream=True, **kwargs)
@@ -327,6 +331,13 @@ class StoreHttp:
             when = f"; retry in {hint:g} s" if hint is not None else ""
             return Result(Outcome.RETRYABLE, f"HTTP 429: throttled by the store{when}",
                           retry_after=hint, throttled=True, **common)
+        if 300 <= status < 400:
+            where = urlsplit(response.headers.get("Location") or "")
+            target = f" to {where.scheme}://{where.netloc}" if where.netloc else ""
+            return Result(Outcome.NEEDS_FIXING,
+                          f"HTTP {status}: the store redirects{target}. Redirects are not "
+                          "followed, so that the credentials only go to the account's API "
+                          "address: check that address.", **common)
         if status in (401, 403):
             return Result(Outcome.NEEDS_REAUTH,
                           f"HTTP {status}: the store refused the credentials"
