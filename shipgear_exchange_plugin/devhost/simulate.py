@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import requests
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 
 from shipgear_exchange_plugin.models import StoreAccount, Writeback, WritebackStatus
 
@@ -36,9 +36,11 @@ def order_sources(company_id: int) -> list[str]:
 
 def sandbox_orders_url(account: StoreAccount) -> str | None:
     """The sandbox control URL that creates orders for this account, when the account
-    points at the sandbox (``{sandbox}/{platform}/{key}``)."""
+    points at the configured sandbox (``{sandbox}/{platform}/{key}``); None for an
+    account an admin pointed anywhere else, which is sent nothing of the demo's."""
+    sandbox = (current_app.config.get("SHIPGEAR_SANDBOX_URL") or "").rstrip("/")
     base, platform, key = account.endpoint.rstrip("/").rsplit("/", 2)
-    if platform != account.platform:
+    if not sandbox or base != sandbox or platform != account.platform:
         return None
     return f"{base}/_sandbox/{platform}/{key}/orders"
 
