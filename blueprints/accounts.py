@@ -143,14 +143,21 @@ def account_settings(account_id: int):
     account = _account(account_id)
     posted = request.method == "POST"
     options = account.options or {}
+    current = {"name": account.name, "order_source": account.order_source,
+               "endpoint": account.endpoint, "enabled": account.enabled,
+               "version": store_accounts.settings_version(account),
+               **{f.name: str(options.get(f.name) or "")
+                  for f in connector_class(account.platform).option_fields}}
     form = account_form(account.platform, account.platform_label, connecting=False,
                         formdata=request.form if posted else None,
-                        data=None if posted else {
-                            "name": account.name, "order_source": account.order_source,
-                            "endpoint": account.endpoint, "enabled": account.enabled,
-                            **{f.name: str(options.get(f.name) or "")
-                               for f in connector_class(account.platform).option_fields}})
-    if posted and _checked(form, account):
+                        data=None if posted else current)
+    valid = posted and _checked(form, account)
+    if posted and "csrf_token" not in form.errors and form.version.data != current["version"]:
+        # Another admin saved meanwhile: show what is there now rather than undo it.
+        form = account_form(account.platform, account.platform_label, connecting=False,
+                            data=current)
+        return _settings_page(form, account.platform, account, 409, stale=True)
+    if valid:
         try:
             changes = store_accounts.update(
                 _session(), state(get_host().app).credentials, account, _values(form),
@@ -183,11 +190,14 @@ def _show(form, problems: dict[str, str]) -> None:
         form[field].errors = [*form[field].errors, message]
 
 
-def _settings_page(form, platform: str, account: StoreAccount | None, status: int):
+def _settings_page(form, platform: str, account: StoreAccount | None, status: int,
+                   stale: bool = False):
     secrets_typed = any(form[name].data for name in form.credential_names)
+    waiting = store_accounts.open_writebacks(_session(), account.id) if account else 0
     return render_template("shipgear_exchange/account_settings.html", form=form,
                            platform_label=Platform(platform).label, account=account,
-                           secrets_typed=secrets_typed and bool(form.errors)), status
+                           secrets_typed=secrets_typed and bool(form.errors), stale=stale,
+                           waiting=waiting), status
 
 
 def _values(form) -> AccountValues:

@@ -8,6 +8,7 @@ from wtforms import (
     BooleanField,
     DateField,
     Form,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectMultipleField,
@@ -147,6 +148,7 @@ def account_form(platform: str, label: str, *, connecting: bool, formdata=None,
         fields[option.name] = StringField(option.label, description=option.help, validators=[
             *required, Length(max=100), _printable, check])
     if not connecting:
+        fields["version"] = HiddenField()  # settings_version when the form was loaded
         fields["enabled"] = BooleanField("Enabled", description=(
             "Off: no write-back, health check or product sync goes to this store; its "
             "write-backs wait and resume when it is on again, and it leaves Connection "

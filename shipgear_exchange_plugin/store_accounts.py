@@ -14,7 +14,9 @@ A company admin must not be able to make the server call its internal services.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 from .connectors import connector_class
 from .credentials import set_credentials
 from .crypto import CredentialBox
-from .models import AuditEvent, StoreAccount
+from .models import AuditEvent, StoreAccount, Writeback, WritebackStatus
 
 MAX_NAME = 120
 #: One DNS label; a host name is labels joined by dots.
@@ -260,6 +262,24 @@ def option_problem(platform: str, name: str, value: str) -> str | None:
     if field.pattern and not re.fullmatch(field.pattern, value):
         return field.pattern_message or "This value is not valid here."
     return None
+
+
+def settings_version(account: StoreAccount) -> str:
+    """A fingerprint of the settings the edit form shows. A form loaded before another
+    admin's change carries an older one, and saving it would quietly undo that change."""
+    shown = [account.name, account.order_source, account.endpoint, account.enabled,
+             account.options or {}]
+    return hashlib.sha256(json.dumps(shown, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:16]
+
+
+def open_writebacks(session: Session, account_id: int) -> int:
+    """The account's write-backs not final yet: they go to its address as it is when
+    they run, so the edit form says how many would follow an address change."""
+    return session.execute(sa.select(sa.func.count()).select_from(Writeback).where(
+        Writeback.account_id == account_id,
+        Writeback.status.in_([WritebackStatus.PENDING, WritebackStatus.SUBMITTED]))
+    ).scalar_one()
 
 
 def _changed(account: StoreAccount | None, field: str, value: str) -> bool:

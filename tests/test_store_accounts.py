@@ -116,6 +116,13 @@ def test_a_connected_account_is_tested_and_writes_back_to_its_store(make_app, sa
     assert [w["tracking_number"] for w in writes] == ["1ZOUTLET1"]
 
 
+def _save(client, account_id: int, data: dict):
+    """Post the settings form as a browser does: with the version of the form it loaded."""
+    form = client.get(f"{BASE}/{account_id}/settings").get_data(as_text=True)
+    version = re.search(r'name="version"[^>]*value="([0-9a-f]+)"', form).group(1)
+    return client.post(f"{BASE}/{account_id}/settings", data={**data, "version": version})
+
+
 def _error(html: str, field: str) -> str:
     """The error text shown under a field of the settings form ("" when none)."""
     match = re.search(rf'id="{field}-error" class="sgx-error-text">([^<]*)<', html)
@@ -212,7 +219,7 @@ def test_an_edited_account_keeps_its_secrets_unless_it_moves_to_another_host(see
     fields = {"name": "<b>Amazon EU</b>", "order_source": amazon.order_source,
               "seller_id": "A2SELLER99", "marketplace_id": "A1PM5V8C0BE9PU", "enabled": "y"}
     # Same host, another path: a rename and new options, the credentials untouched.
-    answer = admin.post(f"{BASE}/{amazon.id}/settings", data={
+    answer = _save(admin, amazon.id, {
         **fields, "endpoint": amazon.endpoint + "/v2"})
     assert answer.status_code == 302, answer.get_data(as_text=True)
     html = admin.get(answer.headers["Location"]).get_data(as_text=True)
@@ -227,18 +234,18 @@ def test_an_edited_account_keeps_its_secrets_unless_it_moves_to_another_host(see
     assert set(event.detail["changed"]) == {"name", "endpoint", "options"}
     # Another host: the stored secrets are never sent there; the form asks for them.
     real = "https://sellingpartnerapi-eu.amazon.com"
-    moved = admin.post(f"{BASE}/{amazon.id}/settings", data={
+    moved = _save(admin, amazon.id, {
         **fields, "endpoint": real, "client_id": " ", "client_secret": "  ",
         "refresh_token": ""})  # blanks are no credentials
     assert moved.status_code == 400
     assert "the address now names another host" in _error(moved.get_data(True), "client_id")
-    partial = admin.post(f"{BASE}/{amazon.id}/settings", data={
+    partial = _save(admin, amazon.id, {
         **fields, "endpoint": real, "client_secret": "only-this-one"})
     html = partial.get_data(as_text=True)
     assert partial.status_code == 400 and "Enter every credential" in _error(html, "client_id")
     assert "For safety the credentials are not kept after an error" in html
     assert _account(seeded, id=amazon.id).endpoint == amazon.endpoint + "/v2"
-    moved = admin.post(f"{BASE}/{amazon.id}/settings", data={
+    moved = _save(admin, amazon.id, {
         **fields, "endpoint": real, "client_id": "amzn1.id", "client_secret": "s3cret-x",
         "refresh_token": "Atzr|token"})
     assert moved.status_code == 302, moved.get_data(as_text=True)
@@ -254,10 +261,10 @@ def test_an_edited_account_keeps_its_secrets_unless_it_moves_to_another_host(see
     (secrets,) = _events(seeded, "account.credentials_set")  # where credential changes go
     assert secrets.detail == {"fields": ["client_id", "client_secret", "refresh_token"]}
     # The same values again change nothing and leave no audit entry.
-    again = admin.post(f"{BASE}/{amazon.id}/settings", data={**fields, "endpoint": real + "/"})
+    again = _save(admin, amazon.id, {**fields, "endpoint": real + "/"})
     assert again.status_code == 302 and len(_events(seeded, "account.updated")) == 2
     assert "Nothing changed" in admin.get(again.headers["Location"]).get_data(as_text=True)
-    taken = admin.post(f"{BASE}/{amazon.id}/settings", data={
+    taken = _save(admin, amazon.id, {
         **fields, "order_source": "shopify-1", "endpoint": real})
     assert taken.status_code == 400
     assert "already takes the shipments" in _error(taken.get_data(True), "order_source")
@@ -275,7 +282,7 @@ def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_a
         return {account["id"] for account in status["accounts"]}
 
     assert shopify.id in listed()
-    answer = admin.post(f"{BASE}/{shopify.id}/settings", data=fields)  # the box unticked
+    answer = _save(admin, shopify.id, fields)  # the box unticked
     assert answer.status_code == 302
     html = admin.get(answer.headers["Location"]).get_data(as_text=True)
     assert "The account is off: its write-backs wait" in html
@@ -297,7 +304,7 @@ def test_an_account_turned_off_leaves_the_panel_until_turned_on(seeded, client_a
     assert f"{shopify.name} (off)</option>" in page  # its orders can still be filtered
     (event,) = _events(seeded, "account.disabled")
     assert event.detail["changed"] == {"enabled": [True, False]}
-    assert admin.post(f"{BASE}/{shopify.id}/settings",
+    assert _save(admin, shopify.id,
                       data={**fields, "enabled": "y"}).status_code == 302
     assert shopify.id in listed() and len(_events(seeded, "account.enabled")) == 1
     panel = admin.get(f"/companies/1/ecommerce/orders/{waiting}",
@@ -403,3 +410,20 @@ def test_the_core_checks_what_the_form_checks_for_any_caller(seeded):
             update(db.session, box, shop, AccountValues(
                 "Shop", "src", "https://x.myshopify.com:8443"), cli)
         assert set(refused.value.problems) == {"access_token"}
+
+
+def test_a_form_loaded_before_another_admins_change_does_not_undo_it(seeded, client_as):
+    first, second = client_as("admin"), client_as("admin")
+    woo = _account(seeded, company_id=1, platform="woocommerce")
+    stale = first.get(f"{BASE}/{woo.id}/settings").get_data(as_text=True)
+    version = re.search(r'name="version"[^>]*value="([0-9a-f]+)"', stale).group(1)
+    fields = {"name": woo.name, "order_source": woo.order_source, "endpoint": woo.endpoint}
+    assert _save(second, woo.id, fields).status_code == 302  # turned off meanwhile
+    answer = first.post(f"{BASE}/{woo.id}/settings", data={
+        **fields, "name": "Renamed", "enabled": "y", "version": version})
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 409 and "another admin changed this account" in html
+    assert 'value="WooCommerce shop"' in html  # the settings as they are now
+    after = _account(seeded, id=woo.id)
+    assert (after.name, after.enabled) == ("WooCommerce shop", False)
+    assert "write-backs of this account are not final yet" in html
