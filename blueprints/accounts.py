@@ -12,14 +12,14 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
 from .. import settings, store_accounts
-from ..config import flag
+from ..addresses import AddressRules
 from ..connectors import connector_class
 from ..credentials import set_credentials
 from ..health import STATUS_QUEUE, probe_account, probe_soon
 from ..host_contract import get_host
 from ..models import AuditEvent, Platform, StoreAccount
 from ..plugin import state
-from ..store_accounts import AccountRefused, AccountValues, Actor, AddressRules
+from ..store_accounts import AccountRefused, AccountValues, Actor
 from .forms import AlertsForm, ConfirmForm, account_form, credentials_form
 
 MANAGE = "ecommerce.manage"
@@ -227,9 +227,7 @@ def _actor() -> Actor:
 
 
 def _rules() -> AddressRules:
-    config = get_host().app.config
-    return AddressRules(config.get("SHIPGEAR_SANDBOX_URL"),
-                        flag(config.get("SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS")))
+    return AddressRules.from_config(get_host().app.config)
 
 
 def save_alerts():
@@ -273,7 +271,8 @@ def test_connection(account_id: int):
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired; reload the page and try again.")
     plugin = state(get_host().app)  # its calls count for Connection Status too
-    results = probe_account(account, plugin.credentials, plugin.recorder, timeout=TEST_TIMEOUT)
+    results = probe_account(account, plugin.credentials, plugin.recorder, timeout=TEST_TIMEOUT,
+                            addresses=_rules())
     if request.headers.get("HX-Request") == "true":
         return render_template("shipgear_exchange/_connection_test.html", account=account,
                                results=results)

@@ -15,6 +15,7 @@ from wtforms import Form, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 
 from .. import products
+from ..addresses import AddressRules
 from ..host_contract import get_host
 from ..models import AuditEvent, StoreAccount
 from ..plugin import state
@@ -145,7 +146,8 @@ def sync_now():
     plugin = state(host.app)
     results = products.sync_accounts(
         session, enabled, plugin.credentials, recorder=plugin.recorder,
-        throttle=RedisRateLimiter(host.redis()), timeout=SYNC_TIMEOUT)
+        throttle=RedisRateLimiter(host.redis()), timeout=SYNC_TIMEOUT,
+        addresses=AddressRules.from_config(host.app.config))
     session.add(AuditEvent(
         company_id=g.sgx_company.id, user_id=g.sgx_user.id, username=g.sgx_user.username,
         action="products.sync", target=f"company:{g.sgx_company.id}",

@@ -36,7 +36,8 @@ def sync(account_id: int) -> str:
     plugin = state(host.app)
     result = products.sync_account(
         session, account, plugin.credentials, recorder=plugin.recorder,
-        throttle=RedisRateLimiter(host.redis()), timeout=runtime.policy(host).timeout)
+        throttle=RedisRateLimiter(host.redis()), timeout=runtime.policy(host).timeout,
+        addresses=runtime.address_rules(host))
     return ("ok: " if result.ok else "failed: ") + result.message
 
 

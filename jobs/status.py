@@ -57,7 +57,8 @@ def probe(account_id: int) -> dict[str, str]:
     plugin = state(host.app)
     results = health.probe_account(account, plugin.credentials, plugin.recorder,
                                    runtime.policy(host).timeout,
-                                   throttle=runtime.rate_limiter(host))
+                                   throttle=runtime.rate_limiter(host),
+                                   addresses=runtime.address_rules(host))
     return {api.value: result.outcome.value for api, result in results.items()}
 
 

@@ -9,6 +9,7 @@ import logging
 from redis.exceptions import RedisError
 from rq import Queue
 
+from .addresses import AddressRules
 from .connectors import Api, CallRecorder, Result, Throttle, connector_for
 from .connectors.http import DEFAULT_TIMEOUT
 from .credentials import read_credentials
@@ -24,10 +25,11 @@ PROBE_JOB = "shipgear_exchange_plugin.jobs.status.probe"
 def probe_account(account: StoreAccount, box: CredentialBox,
                   recorder: CallRecorder | None = None,
                   timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                  throttle: Throttle | None = None) -> dict[Api, Result]:
+                  throttle: Throttle | None = None,
+                  addresses: AddressRules | None = None) -> dict[Api, Result]:
     """One cheap call per API, in the order the panel shows them."""
     connector = connector_for(account, read_credentials(box, account), recorder, timeout,
-                              throttle=throttle)
+                              throttle=throttle, addresses=addresses)
     try:
         missing = connector.missing_credentials()
         if missing is not None:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from .addresses import AddressRules
 from .connectors import (
     AccountRef,
     CallRecorder,
@@ -111,10 +112,12 @@ def _clean(info: ProductInfo) -> _Clean | None:
 
 def fetch(ref: AccountRef, credentials: dict, recorder: CallRecorder | None = None,
           throttle: Throttle | None = None,
-          timeout: tuple[float, float] = DEFAULT_TIMEOUT, limit: int = SYNC_LIMIT) -> Result:
+          timeout: tuple[float, float] = DEFAULT_TIMEOUT, limit: int = SYNC_LIMIT,
+          addresses: AddressRules | None = None) -> Result:
     """The store's products for one account (network only, no database: it may run in a
     thread beside others)."""
-    connector = connector_for(ref, credentials, recorder, timeout, throttle=throttle)
+    connector = connector_for(ref, credentials, recorder, timeout, throttle=throttle,
+                              addresses=addresses)
     try:
         return connector.missing_credentials() or connector.fetch_products(limit)
     finally:
@@ -198,12 +201,13 @@ def _ref(account: StoreAccount) -> AccountRef:
 def sync_account(session: Session, account: StoreAccount, box: CredentialBox,
                  recorder: CallRecorder | None = None, throttle: Throttle | None = None,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 limit: int = SYNC_LIMIT) -> SyncResult:
+                 limit: int = SYNC_LIMIT,
+                 addresses: AddressRules | None = None) -> SyncResult:
     """Fetch one account's products from its store and store them; commits."""
     account_id, company_id = account.id, account.company_id
     try:
         result = fetch(_ref(account), read_credentials(box, account), recorder, throttle,
-                       timeout, limit)
+                       timeout, limit, addresses)
     except ValueError as exc:  # an account whose platform has no connector
         result = Result(Outcome.NEEDS_FIXING, str(exc))
     return apply(session, account_id, company_id, result)
@@ -212,7 +216,8 @@ def sync_account(session: Session, account: StoreAccount, box: CredentialBox,
 def sync_accounts(session: Session, accounts: Sequence[StoreAccount], box: CredentialBox,
                   recorder: CallRecorder | None = None, throttle: Throttle | None = None,
                   timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                  limit: int = SYNC_LIMIT) -> list[SyncResult]:
+                  limit: int = SYNC_LIMIT,
+                  addresses: AddressRules | None = None) -> list[SyncResult]:
     """Sync several accounts while someone waits: the stores are asked in parallel (so
     the wait is the slowest store, not their sum), then each answer is stored in turn
     through ``session`` (which stays in this thread)."""
@@ -222,7 +227,7 @@ def sync_accounts(session: Session, accounts: Sequence[StoreAccount], box: Crede
 
     def one(job) -> Result:
         try:
-            return fetch(job[2], job[3], recorder, throttle, timeout, limit)
+            return fetch(job[2], job[3], recorder, throttle, timeout, limit, addresses)
         except ValueError as exc:
             return Result(Outcome.NEEDS_FIXING, str(exc))
 

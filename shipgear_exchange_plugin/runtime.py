@@ -8,6 +8,7 @@ from __future__ import annotations
 from rq import Queue
 
 from . import PLUGIN_ID, dispatch
+from .addresses import AddressRules
 from .feeds import AmazonFeeds
 from .host_contract import Host
 from .plugin import state
@@ -29,11 +30,17 @@ def rate_limiter(host: Host) -> RedisRateLimiter:
     return RedisRateLimiter(host.redis(), plugin_state.rate_limits)
 
 
+def address_rules(host: Host) -> AddressRules:
+    """Where this installation lets store calls go (see :mod:`.addresses`)."""
+    return AddressRules.from_config(host.app.config)
+
+
 def writeback_service(host: Host) -> WritebackService:
     return WritebackService(
         host.db.session, state(host.app).credentials, policy=policy(host),
         throttle=rate_limiter(host), recorder=state(host.app).recorder,
-        enabled=lambda company_id: host.is_enabled(PLUGIN_ID, company_id))
+        enabled=lambda company_id: host.is_enabled(PLUGIN_ID, company_id),
+        addresses=address_rules(host))
 
 
 def amazon_feeds(host: Host) -> AmazonFeeds:

@@ -7,8 +7,8 @@ enabled again. Every change is audited; credentials only as the names of the fie
 
 The API address is where the account's credentials go with every call, and the server
 makes those calls: so it must be a public https address, unless it is the configured
-sandbox or the operator allowed private addresses (``SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS``).
-A company admin must not be able to make the server call its internal services.
+sandbox or the operator allowed private addresses (:mod:`.addresses`). A company admin
+must not be able to make the server call its internal services.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .addresses import AddressRules, origin, private_host
 from .connectors import connector_class
 from .credentials import set_credentials
 from .crypto import CredentialBox
@@ -33,10 +34,6 @@ from .models import AuditEvent, StoreAccount, Writeback, WritebackStatus
 MAX_NAME = 120
 #: One DNS label; a host name is labels joined by dots.
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-#: Names that never leave a private network.
-_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa",
-                     ".localdomain")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class AccountRefused(ValueError):
@@ -66,14 +63,6 @@ class Actor:
     username: str | None
 
 
-@dataclasses.dataclass(frozen=True)
-class AddressRules:
-    """Which API addresses this installation takes (from its configuration)."""
-
-    sandbox_url: str | None = None
-    allow_private: bool = False
-
-
 def endpoint_problem(url: str, rules: AddressRules = AddressRules()) -> str | None:  # noqa: B008
     """Why ``url`` cannot be a store's API address, or None."""
     try:
@@ -87,9 +76,9 @@ def endpoint_problem(url: str, rules: AddressRules = AddressRules()) -> str | No
         return "Put the credentials in their own fields, not in the address."
     if parts.query or parts.fragment:
         return "The API address takes no ?query or #fragment."
-    if _origin(url) == _origin(rules.sandbox_url):
+    if rules.is_sandbox(origin(url)):
         return None
-    private = _private(parts.hostname or "")
+    private = private_host(parts.hostname or "")
     if private and not rules.allow_private:
         return ("This address is on this machine or a private network. Stores are reached "
                 "on the internet; the operator of this installation can allow private "
@@ -184,7 +173,7 @@ def update(session: Session, box: CredentialBox, account: StoreAccount, values: 
     endpoint = normalized_endpoint(values.endpoint)
     fields = connector_class(account.platform).credential_fields
     given = {name: ((credentials or {}).get(name) or "").strip() for name in fields}
-    moved = _origin(endpoint) != _origin(account.endpoint)
+    moved = origin(endpoint) != origin(account.endpoint)
     if any(given.values()) and not all(given.values()):
         found.update({name: "Enter every credential to replace them, or none to keep them."
                       for name, value in given.items() if not value})
@@ -309,30 +298,3 @@ def _host_name(hostname: str) -> bool:
     labels = hostname.rstrip(".").split(".")
     return len(hostname) <= 253 and all(_LABEL.fullmatch(label) for label in labels) \
         and not labels[-1].isdigit()
-
-
-def _private(hostname: str) -> bool:
-    """This machine, a private network or a cloud's metadata service: an IP address
-    outside the public internet, "localhost", a single-label name (resolved on the local
-    network) or a suffix only private networks use. A public name that resolves to a
-    private address is not caught here: that needs a check of the address each
-    connection goes to."""
-    host = hostname.rstrip(".").lower()
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host == "localhost" or "." not in host or host.endswith(_PRIVATE_SUFFIXES)
-    return not address.is_global
-
-
-def _origin(url: str | None) -> tuple[str, str, int | None] | None:
-    """(scheme, host, port) with the default port filled in; None for no address."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        return scheme, (parts.hostname or "").rstrip("."), parts.port or _DEFAULT_PORTS.get(
-            scheme)
-    except ValueError:
-        return None

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from . import config as plugin_config
+from .addresses import AddressRules
 from .connectors import (
     CallRecorder,
     Connector,
@@ -161,8 +162,10 @@ class WritebackService:
                  recorder: CallRecorder | None = None, throttle: Throttle | None = None,
                  connector_factory: ConnectorFactory | None = None,
                  now: Callable[[], dt.datetime] = utcnow, worker_id: str | None = None,
-                 enabled: Callable[[int], bool] | None = None) -> None:
+                 enabled: Callable[[int], bool] | None = None,
+                 addresses: AddressRules | None = None) -> None:
         self.session = session
+        self.addresses = addresses  # where store calls may go (None: anywhere)
         self.enabled = enabled  # is the plugin on for this company? (None: always)
         self.box = box
         self.policy = policy or Policy()
@@ -177,7 +180,8 @@ class WritebackService:
     def _connector(self, row: Writeback) -> Connector:
         return connector_for(row.account, read_credentials(self.box, row.account),
                              self._calls or self.recorder, self.policy.timeout,
-                             throttle=_ClaimKeeper(self, self.throttle))
+                             throttle=_ClaimKeeper(self, self.throttle),
+                             addresses=self.addresses)
 
     @contextlib.contextmanager
     def _store_calls(self, row: Writeback):

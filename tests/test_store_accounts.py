@@ -427,3 +427,59 @@ def test_a_form_loaded_before_another_admins_change_does_not_undo_it(seeded, cli
     after = _account(seeded, id=woo.id)
     assert (after.name, after.enabled) == ("WooCommerce shop", False)
     assert "write-backs of this account are not final yet" in html
+
+
+def test_an_address_that_leads_to_this_machine_gets_no_call_from_the_engine(make_app, sandbox):
+    """An account whose address now resolves to this machine (its DNS changed after it was
+    connected; "localhost" stands in for such a name): the connection test, the
+    write-back and the product sync each say why, and the store hears nothing. The
+    operator's SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS lets the calls go."""
+    from shipgear_exchange_plugin import runtime
+
+    moved = sandbox.url.replace("127.0.0.1", "localhost") + "/woocommerce/c1"
+    for allowed in (False, True):
+        app = make_app(WTF_CSRF_ENABLED=False, SHIPGEAR_SANDBOX_URL=sandbox.url,
+                       SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS="1" if allowed else "")
+        with app.app_context():
+            seed(app, companies=1, shipments=0, enabled=1)
+            woo = db.session.execute(sa.select(StoreAccount).filter_by(
+                company_id=1, platform="woocommerce")).scalar_one()
+            woo.endpoint = moved
+            db.session.commit()
+            woo_id, source = woo.id, woo.order_source
+        store = sandbox.store.account("woocommerce", "c1")
+        heard = len(store.requests)
+        admin = app.test_client()
+        assert login(admin, "admin").status_code == 302
+        tested = admin.post(f"{BASE}/{woo_id}/test",
+                            headers={"HX-Request": "true"}).get_data(as_text=True)
+        synced = admin.post("/companies/1/ecommerce/products/sync").get_data(as_text=True)
+
+        (order,) = requests.post(f"{sandbox.url}/_sandbox/woocommerce/c1/orders", json={
+            "orders": [{"order_id": f"880{int(allowed)}", "items": [
+                {"sku": "SKU-1", "order_item_id": "1", "quantity": 1}]}]},
+            timeout=5).json()["orders"]
+        with app.app_context():
+            host = app.extensions["exchange.host"]
+            shipment = process_shipment(
+                host, company_id=1, order_source=source, order_id=order["order_id"],
+                carrier="UPS", service="Ground", packages=[{
+                    "tracking_number": f"1ZMOVED{int(allowed)}",
+                    "items": [{"sku": "SKU-1", "order_item_id": "1", "quantity": 1}]}])
+            wid = db.session.execute(sa.select(Writeback.id).where(
+                Writeback.shipment_id == shipment.id)).scalar_one()
+            runtime.writeback_service(host).send(wid)
+            row = db.session.get(Writeback, wid)
+            status, errors, last_error = row.status, row.error_count, row.last_error or ""
+
+        if allowed:
+            assert tested.count("Works") == 3, tested
+            assert status == "success" and len(store.requests) > heard
+            continue
+        assert tested.count("Refused") == 3 and "Works" not in tested
+        assert tested.count("address localhost leads to 127.0.0.1") == 3
+        assert "leads to 127.0.0.1" in synced
+        # Failed at once: a wrong address is not fixed by trying again.
+        assert (status, errors) == ("failed", 1)
+        assert "leads to 127.0.0.1" in last_error and "nothing was sent" in last_error
+        assert len(store.requests) == heard and store.writes == []

@@ -8,6 +8,7 @@ import time
 import pytest
 from flask import Flask, Response, request
 
+from shipgear_exchange_plugin.addresses import AddressRules
 from shipgear_exchange_plugin.connectors import AccountRef, Api, ListRecorder, Outcome
 from shipgear_exchange_plugin.connectors.base import MESSAGE_LIMIT
 from shipgear_exchange_plugin.connectors.http import StoreHttp
@@ -16,6 +17,10 @@ from shipgear_exchange_plugin.sandbox import SandboxServer
 HTML_ERROR = ("<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>body{}</style>"
               "</head><body><h1>Bad Gateway</h1><p>The proxy got an invalid answer.</p>"
               + "<p>padding</p>" * 400 + "</body></html>")
+
+
+#: Credential headers the /echo-token route received, in order.
+HEARD: list[str | None] = []
 
 
 def bad_store() -> Flask:
@@ -74,6 +79,7 @@ def bad_store() -> Flask:
 
     @app.get("/echo-token")
     def echo_token():
+        HEARD.append(request.headers.get("X-Auth-Token"))
         return {"token": request.headers.get("X-Auth-Token")}
 
     @app.get("/moved-here")
@@ -161,6 +167,36 @@ def test_a_redirect_is_not_followed_so_the_credentials_stay_with_the_store(store
     direct = http(store.url).request(Api.ORDERS, "GET", "/echo-token",
                                      headers={"X-Auth-Token": "tok-secret"})
     assert direct.json == {"token": "tok-secret"}
+
+
+def test_a_name_that_leads_to_this_machine_gets_nothing_unless_allowed(store):
+    """The form refuses private addresses as typed, but a public name may resolve to
+    one (at once, or later: DNS rebinding). So each connection is checked against the
+    address it reached, before the request and its credentials go out. "localhost"
+    stands in for such a name here: the sandbox has no DNS of its own."""
+    port = store.url.rsplit(":", 1)[1]
+    by_name = f"http://localhost:{port}"
+    token = {"X-Auth-Token": "tok-secret"}
+    HEARD.clear()
+    # Without rules (a connector built by hand) the call goes, and its connection is
+    # kept: a checked connector must not be handed that connection either.
+    assert http(by_name).request(Api.ORDERS, "GET", "/echo-token", headers=token).json
+    for rules in (AddressRules(), AddressRules(sandbox_url=store.url)):
+        reply = http(by_name, addresses=rules).request(Api.ORDERS, "GET", "/echo-token",
+                                                        headers=token)
+        assert reply.status is None and reply.error.outcome is Outcome.NEEDS_FIXING
+        assert "address localhost leads to 127.0.0.1" in reply.error.message
+        assert "nothing was sent" in reply.error.message
+        assert "SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS" in reply.error.message
+    assert HEARD == ["tok-secret"]  # only the unchecked call arrived
+    # The configured sandbox, and any address once the operator allows private ones.
+    for rules, url in ((AddressRules(sandbox_url=by_name + "/"), by_name),
+                       (AddressRules(allow_private=True), by_name),
+                       (AddressRules(sandbox_url=store.url), store.url)):
+        reply = http(url, addresses=rules).request(Api.ORDERS, "GET", "/echo-token",
+                                                    headers=token)
+        assert reply.error is None and reply.json == {"token": "tok-secret"}, rules
+    assert len(HEARD) == 4
 
 
 def test_validation_errors_need_fixing_and_quote_the_store(store):

@@ -27,6 +27,7 @@ from .base import (
 from .http import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..addresses import AddressRules
     from ..models import StoreAccount, Writeback
 
 __all__ = [
@@ -60,14 +61,20 @@ def account_ref(account: StoreAccount) -> AccountRef:
 def connector_for(account: StoreAccount | AccountRef, credentials: dict[str, Any],
                   recorder: CallRecorder | None = None,
                   timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                  throttle: Throttle | None = None) -> Connector:
+                  throttle: Throttle | None = None,
+                  addresses: AddressRules | None = None) -> Connector:
     """A connector for ``account`` using its decrypted ``credentials``; ``throttle`` is
-    the shared rate limiter every worker consults before a call."""
+    the shared rate limiter every worker consults before a call; ``addresses``, the
+    installation's rules for where store calls may go (None: anywhere, for tests and
+    tools that build a connector by hand)."""
     ref = account if isinstance(account, AccountRef) else account_ref(account)
     cls = connector_class(ref.platform)
-    if throttle is None:
-        return cls(ref, credentials, recorder=recorder, timeout=timeout)
-    return cls(ref, credentials, recorder=recorder, timeout=timeout, throttle=throttle)
+    extra: dict[str, Any] = {}
+    if throttle is not None:
+        extra["throttle"] = throttle
+    if addresses is not None:
+        extra["addresses"] = addresses
+    return cls(ref, credentials, recorder=recorder, timeout=timeout, **extra)
 
 
 def package_of(writeback: Writeback) -> Package:

@@ -21,8 +21,11 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .. import __version__
+from ..addresses import AddressRules
 from ..models import utcnow
 from .base import (
     AccountRef,
@@ -64,12 +67,59 @@ POOLS, POOL_SIZE = 100, 10
 
 
 @functools.cache
-def _shared_adapter() -> HTTPAdapter:
-    """One connection pool per process, shared by every connector: a job builds its
-    connector afresh, and without this each job paid a new TCP (and, with real stores, a
-    TLS) handshake. Thread-safe (urllib3's pools are). No retries: attempts belong to the
-    write-back engine."""
-    return HTTPAdapter(pool_connections=POOLS, pool_maxsize=POOL_SIZE, max_retries=0)
+def _shared_adapter(addresses: AddressRules | None = None) -> HTTPAdapter:
+    """One connection pool per process (and address rules), shared by every connector: a
+    job builds its connector afresh, and without this each job paid a new TCP (and, with
+    real stores, a TLS) handshake. Thread-safe (urllib3's pools are). No retries: attempts
+    belong to the write-back engine. With ``addresses``, each new connection is checked
+    against the address it reached before anything is sent on it."""
+    adapter = HTTPAdapter(pool_connections=POOLS, pool_maxsize=POOL_SIZE, max_retries=0)
+    if addresses is not None:
+        adapter.poolmanager.pool_classes_by_scheme = _guarded_pools(addresses)
+    return adapter
+
+
+class AddressRefused(urllib3.exceptions.NewConnectionError):
+    """A connection reached an address that store calls may not go to; nothing was sent."""
+
+    def __init__(self, conn: HTTPConnection | None, message: str, host: str = "",
+                 ip: str = "") -> None:
+        super().__init__(conn, message)  # type: ignore[arg-type]
+        self.host, self.ip = host, ip
+
+    def __reduce__(self):
+        return self.__class__, (None, self._message, self.host, self.ip)
+
+
+class _PeerCheck:
+    """Connection mixin: refuse a socket whose peer the address rules do not admit (a
+    public name that resolves to this machine or the private network). A connection
+    through a proxy is left to the proxy, which the operator configured."""
+
+    addresses: AddressRules
+
+    def _new_conn(self):
+        sock = super()._new_conn()  # type: ignore[misc]
+        if self._tunnel_host or self.proxy:  # type: ignore[attr-defined]
+            return sock
+        ip = sock.getpeername()[0]
+        scheme = "https" if isinstance(self, HTTPSConnection) else "http"
+        if not self.addresses.admits_peer(scheme, self.host, self.port, ip):  # type: ignore[attr-defined]
+            sock.close()
+            raise AddressRefused(self, f"{self.host} is at {ip}, a private address",  # type: ignore[arg-type,attr-defined]
+                                 host=self.host, ip=ip)  # type: ignore[attr-defined]
+        return sock
+
+
+def _guarded_pools(addresses: AddressRules) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes whose connections check their peer against ``addresses``."""
+    classes: dict[str, type[HTTPConnectionPool]] = {}
+    for scheme, pool, connection in (("http", HTTPConnectionPool, HTTPConnection),
+                                     ("https", HTTPSConnectionPool, HTTPSConnection)):
+        checked = type(f"Checked{connection.__name__}", (_PeerCheck, connection),
+                       {"addresses": addresses})
+        classes[scheme] = type(f"Checked{pool.__name__}", (pool,), {"ConnectionCls": checked})
+    return classes
 
 
 def _origin(url: str) -> str:
@@ -145,7 +195,8 @@ class StoreHttp:
                  retry_hint: RetryHint | None = None,
                  max_body: int = MAX_BODY,
                  throttle: Throttle | None = None,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None,
+                 addresses: AddressRules | None = None) -> None:
         self.account = account
         self.throttle = throttle
         self.recorder = recorder or NullRecorder()
@@ -154,7 +205,7 @@ class StoreHttp:
         self.retry_hint = retry_hint or _retry_after_header
         self.max_body = max_body
         self.session = session or requests.Session()
-        adapter = _shared_adapter()
+        adapter = _shared_adapter(addresses)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = USER_AGENT
@@ -231,7 +282,15 @@ class StoreHttp:
     def _network_error(self, exc: requests.exceptions.RequestException, started: float) -> Reply:
         latency = self._elapsed(started)
         connect, read = self.timeout
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+        refused = _address_refused(exc)
+        if refused is not None:
+            result = Result(Outcome.NEEDS_FIXING, (
+                f"The store's address {refused.host} leads to {refused.ip}, on this machine or "
+                "a private network; store calls go only to public addresses, so nothing was "
+                "sent. Correct the account's API address (the operator of this installation "
+                "can allow private addresses: SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS)."),
+                latency_ms=latency)
+        elif isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
             result = Result(Outcome.NEEDS_FIXING,
                             f"The account's API address is not a valid URL: {clip(str(exc), 120)}",
@@ -382,6 +441,23 @@ def _wait_at_most(response: requests.Response, seconds: float) -> bool:
     return True
 
 
+def _address_refused(exc: BaseException) -> AddressRefused | None:
+    """The AddressRefused behind a requests error (requests wraps urllib3's MaxRetryError,
+    whose ``reason`` it is), or None."""
+    seen: list[BaseException] = []
+    queue: list[Any] = [exc]
+    while queue:
+        item = queue.pop()
+        if isinstance(item, AddressRefused):
+            return item
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        queue.extend([*item.args, getattr(item, "reason", None), item.__cause__,
+                      item.__context__])
+    return None
+
+
 def _not_sent(exc: requests.exceptions.ConnectionError) -> bool:
     """True when the connection was never made (refused, DNS): nothing reached the store."""
     text = repr(exc)
@@ -424,13 +500,15 @@ class HttpConnector(Connector):
     def __init__(self, account: AccountRef, credentials: Mapping[str, Any], *,
                  recorder: CallRecorder | None = None,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 throttle: Throttle | None = None) -> None:
+                 throttle: Throttle | None = None,
+                 addresses: AddressRules | None = None) -> None:
         self.account = account
         self.credentials = dict(credentials)
         self.options = dict(account.options or {})
         self.http = StoreHttp(account, recorder, timeout=timeout,
                               request_id_headers=self.request_id_headers,
-                              retry_hint=self.retry_hint, throttle=throttle)
+                              retry_hint=self.retry_hint, throttle=throttle,
+                              addresses=addresses)
 
     def retry_hint(self, response: requests.Response) -> float | None:
         return _retry_after_header(response)
