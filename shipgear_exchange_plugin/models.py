@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,6 +87,27 @@ class WritebackStatus(enum.StrEnum):
 
 MAX_ATTEMPTS = 5
 
+#: Byte order on every database (PostgreSQL's default collation may follow a locale),
+#: so that the grid's order is the one :func:`order_sort_key` builds.
+SORT_TEXT = sa.String(160).with_variant(sa.String(160, collation="C"), "postgresql")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+
+
+def order_sort_key(order_id: str) -> str:
+    """The order id as the grid sorts it: numbers as numbers ("#999" before "#1000",
+    "113-2..." before "113-10..."), letters without regard to case. Each run of digits
+    becomes its length (two digits) and its value without leading zeros, so that a
+    shorter number comes first and equal lengths compare digit by digit."""
+    def number(match: re.Match[str]) -> str:
+        digits = match.group().lstrip("0") or "0"
+        return f"{len(digits):02d}{digits}"
+
+    return _DIGIT_RUN.sub(number, order_id.strip().casefold())
+
+
+def _order_sort_default(context) -> str:
+    return order_sort_key(context.get_current_parameters()["order_id"])
+
 
 class StoreAccount(Base):
     """A connected store account of a company. Credentials are Fernet tokens."""
@@ -126,8 +148,10 @@ class Writeback(Base):
         sa.Index("ix_sgx_writeback_company_status_ship_date", "company_id", "status",
                  "ship_date", "id"),
         sa.Index("ix_sgx_writeback_due", "status", "next_attempt_at"),
-        # One index per grid sort (orders.SORTS), so every sort is an index scan.
+        # One index per grid sort (orders.SORTS), so every sort is an index scan, and
+        # the order id's own for the search by its start (migration 0007).
         sa.Index("ix_sgx_writeback_sort_order", "company_id", "order_id", "id"),
+        sa.Index("ix_sgx_writeback_sort_order_sort", "company_id", "order_sort", "id"),
         sa.Index("ix_sgx_writeback_sort_account", "company_id", "account_id", "id"),
         sa.Index("ix_sgx_writeback_sort_carrier", "company_id", "carrier", "service", "id"),
         sa.Index("ix_sgx_writeback_sort_tracking", "company_id", "tracking_number", "id"),
@@ -138,7 +162,7 @@ class Writeback(Base):
         # trailing ship_date lets the index itself check a date range (migration 0005).
         *(sa.Index(f"ix_sgx_writeback_status_sort_{name}", "company_id", "status", *columns,
                    "id", "ship_date")
-          for name, columns in (("order", ("order_id",)), ("account", ("account_id",)),
+          for name, columns in (("order_sort", ("order_sort",)), ("account", ("account_id",)),
                                 ("carrier", ("carrier", "service")),
                                 ("tracking", ("tracking_number",)),
                                 ("qty", ("shipped_quantity",)), ("errors", ("error_count",)),
@@ -151,6 +175,9 @@ class Writeback(Base):
     #: The host's shipment id.
     shipment_id: Mapped[int] = mapped_column(index=True)
     order_id: Mapped[str] = mapped_column(sa.String(64))
+    #: ``order_sort_key(order_id)``: what the grid's Order column sorts by. Set on every
+    #: insert (the default) and by migration 0007; nullable only so that SQLite could add it.
+    order_sort: Mapped[str | None] = mapped_column(SORT_TEXT, default=_order_sort_default)
     #: Stable key per package, recorded before the first send (no duplicates, B2).
     package_key: Mapped[str] = mapped_column(sa.String(80))
     ship_date: Mapped[dt.datetime] = mapped_column()

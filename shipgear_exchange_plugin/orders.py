@@ -30,7 +30,7 @@ MAX_INT = 2**31 - 1
 
 #: Sort key -> the columns it orders by (the row id is always the last tie-break).
 SORTS: dict[str, tuple[sa.Column, ...]] = {
-    "order": (Writeback.order_id,),
+    "order": (Writeback.order_sort,),  # numbers as numbers: see models.order_sort_key
     "account": (Writeback.account_id,),
     "ship_date": (Writeback.ship_date,),
     "carrier": (Writeback.carrier, Writeback.service),

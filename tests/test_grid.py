@@ -180,3 +180,26 @@ def test_the_grid_says_which_time_zone_its_dates_and_times_are_in(seeded, client
     """The grid and its date filters use the company's zone; the CSV writes UTC (…Z)."""
     html = client_as("viewer").get("/companies/1/ecommerce/").get_data(as_text=True)
     assert "Times in America/New_York" in html
+
+
+def test_order_numbers_sort_as_numbers_both_ways(seeded, client_as):
+    """Sorting by Order puts #999 before #1000 (and Amazon's 113-2... before 113-10...),
+    as a person reading the ids expects, not character by character; shipments the host
+    processes now are sorted so as well as the seeded ones."""
+    from shipgear_exchange_plugin.devhost.shipments import process_shipment
+
+    ids = ["#1000", "#999", "#100", "113-10-1", "113-2-1", "#0998"]
+    host = seeded.extensions["exchange.host"]
+    with seeded.app_context():
+        account = db.session.execute(sa.select(StoreAccount).where(
+            StoreAccount.company_id == 1, StoreAccount.platform == "shopify")).scalar_one()
+        for order_id in ids:
+            process_shipment(host, company_id=1, order_source=account.order_source,
+                             order_id=order_id, carrier="UPS", service="Ground", packages=[{
+                                 "tracking_number": f"1ZNAT{len(order_id)}{order_id[-2:]}",
+                                 "items": [{"sku": "A", "order_item_id": "1", "quantity": 1}]}])
+    client = client_as("viewer")
+    for sort, expected in (("order", ["#100", "#0998", "#999", "#1000", "113-2-1", "113-10-1"]),
+                           ("-order", ["113-10-1", "113-2-1", "#1000", "#999", "#0998", "#100"])):
+        listed = [item["order_id"] for item in page_through(client, {"sort": sort}, limit=97)]
+        assert [o for o in listed if o in ids] == expected, sort

@@ -28,6 +28,7 @@ from shipgear_exchange_plugin.models import (
     StoreAccount,
     Writeback,
     WritebackStatus,
+    order_sort_key,
 )
 from shipgear_exchange_plugin.outbox import package_key
 from shipgear_exchange_plugin.plugin import state
@@ -290,7 +291,8 @@ def _insert_batch(planned: list[_Planned]) -> None:
 SHIPMENT_COLUMNS = ("id", "company_id", "order_source", "order_id", "ship_date", "carrier",
                     "service", "packages", "created_at")
 WRITEBACK_COLUMNS = (
-    "id", "company_id", "account_id", "shipment_id", "order_id", "package_key", "ship_date",
+    "id", "company_id", "account_id", "shipment_id", "order_id", "order_sort", "package_key",
+    "ship_date",
     "carrier", "service", "tracking_number", "shipped_quantity", "items", "status",
     "error_count", "attempt_count", "last_attempt_at", "last_error", "next_attempt_at",
     "submitted_at", "created_at", "updated_at")
@@ -375,8 +377,8 @@ def _plan_writeback(rng: random.Random, account: AccountRef, shipment: dict, pkg
         last_error = next(a["message"] for a in reversed(attempts) if a["message"])
     return {
         "company_id": account.company_id, "account_id": account.id,
-        "order_id": shipment["order_id"], "ship_date": ship_date,
-        "carrier": shipment["carrier"], "service": shipment["service"],
+        "order_id": shipment["order_id"], "order_sort": order_sort_key(shipment["order_id"]),
+        "ship_date": ship_date, "carrier": shipment["carrier"], "service": shipment["service"],
         "tracking_number": pkg["tracking_number"],
         "shipped_quantity": sum(i["quantity"] for i in pkg["items"]),
         "items": pkg["items"], "status": status, "error_count": errors,
