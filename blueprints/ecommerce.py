@@ -23,7 +23,7 @@ from werkzeug.datastructures import MultiDict
 
 from .. import PLUGIN_ID, atrisk, history, orders, status
 from ..host_contract import get_host
-from ..models import MAX_ATTEMPTS, WritebackStatus, utcnow
+from ..models import MAX_ATTEMPTS, Writeback, WritebackStatus, utcnow
 from ..plugin import state
 from .forms import OrderFilterForm
 
@@ -158,9 +158,21 @@ def _grid_args(exclude: tuple[str, ...] = ("selected", "after")) -> dict[str, li
             if k in FILTER_KEYS + ("selected",) and k not in exclude}
 
 
+def _previous_cursor(query: GridQuery, first: Writeback) -> str | None:
+    """The cursor of the page before a later page: after the row a page size before this
+    page's first row. None when that page is the first (the link then has no cursor)."""
+    before = orders.rows_before(_session(), g.sgx_company.id, query.flt,
+                                orders.cursor_values(query.flt, first), query.limit + 1)
+    if len(before) <= query.limit:
+        return None
+    position = None if query.rows_before is None else query.rows_before - query.limit
+    return _cursor_codec().encode(query.flt, before[query.limit],
+                                  position if position is not None and position > 0 else None)
+
+
 def page():
     query = _parse_filters(request.args)
-    rows, total, next_cursor = [], None, None
+    rows, total, next_cursor, previous_cursor = [], None, None, None
     if query.flt is not None:
         rows, more = orders.page(_session(), g.sgx_company.id, query.flt, query.limit,
                                  query.after)
@@ -169,6 +181,8 @@ def page():
             next_cursor = _cursor_codec().encode(
                 query.flt, rows[-1],
                 None if query.rows_before is None else query.rows_before + len(rows))
+        if query.after is not None and rows:
+            previous_cursor = _previous_cursor(query, rows[0])
     selected, selected_id = None, None
     raw_selected = request.args.get("selected", "").strip()
     # ASCII digits only ("²".isdigit() is true, int() refuses it); a huge id is no row's.
@@ -194,6 +208,7 @@ def page():
         export_args=_grid_args(),
         page_args=_grid_args(("selected",)),
         next_cursor=next_cursor,
+        previous_cursor=previous_cursor,
         on_later_page=query.after is not None,
         rows_before=query.rows_before,
     ), 200 if query.flt is not None else 400)

@@ -11,7 +11,7 @@ one column with blanks (last attempt) lists them last either way (see :func:`seg
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -272,6 +272,29 @@ def page(session: Session, company_id: int, flt: OrderFilter, limit: int = PAGE_
         if len(rows) > limit:
             break
     return rows[:limit], len(rows) > limit
+
+
+def rows_before(session: Session, company_id: int, flt: OrderFilter, values: list,
+                count: int) -> list[Writeback]:
+    """Up to ``count`` rows just before the cursor values' row in the grid's order,
+    nearest first: the same index scans as :func:`page`, read the other way. The grid's
+    Previous page link starts after the ``count``-th of them (a page size plus one)."""
+    reverse = replace(flt, sort=flt.sort_key if flt.descending else f"-{flt.sort}")
+    segment = _segment_of(flt, values)
+    queries = segments(company_id, reverse)[:segment + 1][::-1]  # back to the first segment
+    queries[0] = queries[0].where(_after(reverse, values))
+    rows: list[Writeback] = []
+    for query in queries:
+        rows += session.execute(query.limit(count - len(rows))).scalars().all()
+        if len(rows) >= count:
+            break
+    return rows
+
+
+def cursor_values(flt: OrderFilter, row: Writeback) -> list:
+    """The values a cursor at ``row`` carries, as :func:`page` and :func:`rows_before`
+    take them."""
+    return _decode_values(flt, _cursor_values(flt, row))
 
 
 def count_bounded(session: Session, company_id: int, flt: OrderFilter,

@@ -220,6 +220,11 @@ def test_next_page_then_back_restores_the_previous_page(page):
     expect(page.locator("#orders-region tbody tr.sgx-row").first).to_have_attribute(
         "data-id", str(second_page[0]))
     assert page.evaluate("window.__marker") == 1, "paging reloaded the whole page"
+    # The page's own Previous page link does what Back did, in place.
+    page.get_by_role("link", name="Previous page").click()
+    expect(page.get_by_role("link", name="Previous page")).to_have_count(0)
+    assert grid_ids(page) == first_page
+    assert page.evaluate("window.__marker") == 1
 
     page.get_by_role("link", name="Exit").click()
     expect(page).to_have_url(re.compile(r"/companies/$"))

@@ -203,3 +203,37 @@ def test_order_numbers_sort_as_numbers_both_ways(seeded, client_as):
                            ("-order", ["113-10-1", "113-2-1", "#1000", "#999", "#0998", "#100"])):
         listed = [item["order_id"] for item in page_through(client, {"sort": sort}, limit=97)]
         assert [o for o in listed if o in ids] == expected, sort
+
+
+@pytest.mark.parametrize("sort", ["-ship_date", "order", "last_attempt", "-last_attempt"])
+def test_previous_page_goes_back_one_page_at_a_time_to_the_first(seeded, client_as, sort):
+    """Next page four times, then Previous page: each click shows the page seen before
+    it, with the same "Showing" line, and the last one is the first page itself (no
+    cursor). The nullable sort crosses from the never-attempted rows back to the others."""
+    import re
+    from html import unescape
+
+    def shown(html: str) -> tuple[list[str], str]:
+        ids = re.findall(r'<tr[^>]*data-id="(\d+)"', html)
+        showing = re.search(r"Showing[^<]*", html)
+        return ids, showing.group(0) if showing else ""
+
+    def link(html: str, key: str) -> str | None:
+        found = re.search(rf'<a href="([^"]+)"[^>]*data-key="{key}"', html)
+        return unescape(found.group(1)) if found else None
+
+    client = client_as("viewer")
+    url = f"/companies/1/ecommerce/?sort={sort}&limit=20"
+    seen = []
+    for _ in range(5):
+        html = client.get(url).get_data(as_text=True)
+        seen.append((url, shown(html)))
+        url = link(html, "next")
+    assert len({ids[0] for _, (ids, _) in seen}) == 5  # five different pages
+    assert link(client.get(seen[0][0]).get_data(as_text=True), "previous") is None
+    html = client.get(seen[-1][0]).get_data(as_text=True)
+    for _, earlier in reversed(seen[:-1]):
+        back = link(html, "previous")
+        html = client.get(back).get_data(as_text=True)
+        assert shown(html) == earlier
+    assert "after=" not in back and "First page" not in html
