@@ -94,8 +94,14 @@ class CredentialsForm(FlaskForm):
 
 
 def _credential_fields(field_names: tuple[str, ...], required: bool = True,
-                       description: str = "") -> dict[str, PasswordField]:
-    return {name: PasswordField(_label(name), description=description, validators=[
+                       description: str = "",
+                       help_texts: dict[str, str] | None = None) -> dict[str, PasswordField]:
+    """Password fields; each described by where to find it (``help_texts``), then
+    ``description``."""
+    def described(name: str) -> str:
+        return " ".join(t for t in ((help_texts or {}).get(name, ""), description) if t)
+
+    return {name: PasswordField(_label(name), description=described(name), validators=[
         DataRequired() if required else Optional(), Length(max=4000)])
         for name in field_names}
 
@@ -154,7 +160,7 @@ def account_form(platform: str, label: str, *, connecting: bool, formdata=None,
             "write-backs wait and resume when it is on again, and it leaves Connection "
             "Status meanwhile."))
     fields.update(_credential_fields(
-        connector.credential_fields, required=connecting,
+        connector.credential_fields, required=connecting, help_texts=connector.credential_help,
         description="" if connecting else "Leave empty to keep the stored one. Needed again "
                                            "when the address moves to another host."))
     form_class = type("PlatformAccountForm", (AccountForm,), fields)

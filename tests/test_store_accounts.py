@@ -483,3 +483,29 @@ def test_an_address_that_leads_to_this_machine_gets_no_call_from_the_engine(make
         assert (status, errors) == ("failed", 1)
         assert "leads to 127.0.0.1" in last_error and "nothing was sent" in last_error
         assert len(store.requests) == heard and store.writes == []
+
+
+def test_each_credential_field_says_where_the_store_shows_it(seeded, client_as):
+    """An admin connecting a store is told, under each credential field, where on that
+    store to find it; the settings form says the same, and that empty keeps the stored one."""
+    from html import unescape
+
+    from shipgear_exchange_plugin.connectors import connector_class
+
+    admin = client_as("admin")
+    for platform, place in (("amazon", "Develop Apps"), ("shopify", "Develop apps"),
+                            ("woocommerce", "Advanced, REST API"),
+                            ("bigcommerce", "Store-level API accounts")):
+        html = unescape(admin.get(f"{BASE}/connect/{platform}").get_data(as_text=True))
+        fields = connector_class(platform).credential_fields
+        for name in fields:
+            help_text = re.search(rf'id="{name}-help"[^>]*>([^<]*)<', html)
+            assert help_text and len(help_text.group(1)) > 30, (platform, name)
+            assert f'aria-describedby="{name}-help"' in html, (platform, name)
+        assert place in html, platform
+    with seeded.app_context():
+        woo_id = db.session.execute(sa.select(StoreAccount.id).filter_by(
+            company_id=1, platform="woocommerce")).scalar_one()
+    html = unescape(admin.get(f"{BASE}/{woo_id}/settings").get_data(as_text=True))
+    help_text = re.search(r'id="consumer_key-help"[^>]*>([^<]*)<', html).group(1)
+    assert "REST API" in help_text and "Leave empty to keep the stored one" in help_text

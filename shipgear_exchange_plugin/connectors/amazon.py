@@ -251,6 +251,13 @@ class AmazonConnector(HttpConnector):
     platform = "amazon"
     shows_writes_at_once = False  # confirmShipment is processed after the answer
     credential_fields = ("client_id", "client_secret", "refresh_token")
+    credential_help = {
+        "client_id": "The LWA client ID of your SP-API application (Seller Central, "
+                     "Develop Apps: View, under LWA credentials).",
+        "client_secret": "The LWA client secret shown beside that client ID.",
+        "refresh_token": "Given when this seller account authorizes the application "
+                         "(Develop Apps: Authorize app); it starts with Atzr|.",
+    }
     option_fields = (
         OptionField("seller_id", "Seller ID", pattern=_AMAZON_ID,
                     pattern_message="Amazon's seller ids are 5 to 30 capital letters and digits, "

@@ -197,6 +197,8 @@ class Connector(abc.ABC):
     platform: ClassVar[str]
     #: Keys the account's encrypted credentials must hold.
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    #: Where the admin who connects the account finds each credential on the store.
+    credential_help: ClassVar[dict[str, str]] = {}
     #: Options an admin sets when connecting or editing the account.
     option_fields: ClassVar[tuple[OptionField, ...]] = ()
     #: What the store's API address looks like, shown to the admin who connects it.

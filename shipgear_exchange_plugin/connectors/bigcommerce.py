@@ -92,6 +92,11 @@ def _same_tracking(a: Any, b: str) -> bool:
 class BigCommerceConnector(HttpConnector):
     platform = "bigcommerce"
     credential_fields = ("access_token",)
+    credential_help = {
+        "access_token": "Of a store-level API account (control panel: Settings, API, "
+                        "Store-level API accounts) that may modify orders and read "
+                        "products. The API path shown there gives the address.",
+    }
     endpoint_example = "https://api.bigcommerce.com/stores/{store_hash}"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

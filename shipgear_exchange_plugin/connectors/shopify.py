@@ -142,6 +142,12 @@ class ShopifyConnector(HttpConnector):
 
     platform = "shopify"
     credential_fields = ("access_token",)
+    credential_help = {
+        "access_token": "The Admin API access token of a custom app installed in this shop "
+                        "(Shopify admin: Settings, Apps and sales channels, Develop apps), "
+                        "allowed to read orders and products and to write fulfillments; it "
+                        "starts with shpat_.",
+    }
     endpoint_example = "https://your-shop.myshopify.com"
     request_id_headers = ("X-Request-Id",)
 

@@ -71,6 +71,13 @@ class WooCommerceConnector(HttpConnector):
 
     platform = "woocommerce"
     credential_fields = ("consumer_key", "consumer_secret")
+    credential_help = {
+        "consumer_key": "A REST API key with Read/Write permission (WordPress admin: "
+                        "WooCommerce, Settings, Advanced, REST API, Add key); it starts "
+                        "with ck_.",
+        "consumer_secret": "Shown once, beside the consumer key, when the key is made; it "
+                           "starts with cs_.",
+    }
     endpoint_example = "https://shop.example.com"
     #: WordPress sends no request id; hosts' proxies and Cloudflare do.
     request_id_headers = ("X-Request-Id", "CF-Ray")
