@@ -14,7 +14,7 @@ from flask import Blueprint, abort, g, jsonify, make_response, render_template, 
 from wtforms import Form, SelectField, StringField
 from wtforms.validators import Length, ValidationError
 
-from .. import products
+from .. import products, status
 from ..addresses import AddressRules
 from ..host_contract import get_host
 from ..models import AuditEvent, StoreAccount
@@ -106,10 +106,21 @@ def _render(accounts, form, page, errors, sync_results=None, status: int = 200):
         next_cursor=page.next if page else None, errors=errors, accounts=accounts,
         by_id={a.id: a for a in accounts}, page_args=_page_args(form),
         summary=products.summary(_session(), g.sgx_company.id),
+        api_status={} if htmx_region else _products_api_status(accounts),
         sync_results=sync_results, sync_form=ConfirmForm())
     response = make_response(body, status)
     response.vary.add("HX-Request")  # the same URL answers a fragment to htmx
     return response
+
+
+def _products_api_status(accounts) -> dict:
+    host = get_host()
+    try:
+        connection = host.redis()
+    except Exception:  # noqa: BLE001 - no status store: each account says so
+        connection = None
+    return status.of_api(connection, [a.id for a in accounts if a.enabled], "products",
+                         state(host.app).thresholds)
 
 
 def products_page():

@@ -141,6 +141,22 @@ def statuses(connection: Redis, account_ids: list[int], rules: Thresholds,
             for account_id, api in pairs}
 
 
+def of_api(connection: Redis | None, account_ids: list[int], api: str, rules: Thresholds,
+           now: dt.datetime | None = None) -> dict[int, ApiStatus]:
+    """One API's status for each account, as Connection Status shows it (the Products
+    page shows the Products API's, which says why a store's products are missing);
+    "none" with the read error when the status store cannot be read."""
+    if not account_ids:
+        return {}
+    try:
+        if connection is None:
+            raise RedisError("no status store")
+        found = statuses(connection, account_ids, rules, now)
+    except (RedisError, OSError):
+        return dict.fromkeys(account_ids, ApiStatus("none", READ_ERROR))
+    return {account_id: found[(account_id, api)] for account_id in account_ids}
+
+
 def panel(session: Session, connection: Redis | None, company_id: int, rules: Thresholds,
           now: dt.datetime | None = None) -> tuple[list[AccountStatus], str | None]:
     """The company's accounts with their three statuses, and the panel's error (or None)."""

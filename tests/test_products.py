@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 
 import pytest
 import requests
@@ -293,6 +294,26 @@ def test_only_admins_sync_and_each_account_is_reported(shop, sandbox):
         event = db.session.execute(sa.select(AuditEvent).where(
             AuditEvent.action == "products.sync")).scalar_one()
     assert count == 60 and event.username == "admin" and len(event.detail["accounts"]) == 4
+
+
+def test_the_tab_shows_each_stores_products_api_status_and_why(shop, sandbox):
+    """A store whose product syncs keep failing shows 0 products; the tab says why, with
+    the Products API's status from Connection Status, instead of leaving it a mystery."""
+    requests.put(f"{sandbox.url}/_sandbox/woocommerce/c1/faults", json={"auth_refused": True},
+                 timeout=5)
+    admin = signed_in(shop, "admin")
+    html = admin.get(BASE).get_data(as_text=True)
+    assert html.count("No calls recorded yet.") == 4  # nothing asked yet
+    for _ in range(3):  # the scheduled syncs would do the same
+        assert admin.post(f"{BASE}/sync").status_code == 200
+    html = admin.get(BASE).get_data(as_text=True)
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r"<tr>\s*<td>(\w+)\b.*?</td>(.*?)</tr>", html, re.S)}
+    woo = rows["WooCommerce"]
+    assert ">0<" in woo and "badge-red" in woo and "The last 3 calls failed" in woo
+    for label in ("Amazon", "Shopify", "BigCommerce"):  # Amazon may throttle 3 syncs
+        assert ">20<" in rows[label] and "badge-red" not in rows[label], label
+        assert re.search(r"badge-(green|yellow)", rows[label]), label
 
 
 def test_sync_needs_the_csrf_token(make_app, sandbox):
