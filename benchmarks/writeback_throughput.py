@@ -364,6 +364,7 @@ def main() -> int:
                if not k.startswith("SHIPGEAR") and k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(DATABASE_URL=args.database_url, REDIS_URL=args.redis_url,
                    SECRET_KEY="bench", SHIPGEAR_ENCRYPTION_KEY=key,
+                   SHIPGEAR_SANDBOX_URL=sandbox_url,  # store calls may go to it
                    PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]),
                    EXCHANGE_INSTANCE_PATH=str(args.logs / "instance"),
                    SHIPGEAR_VERIFY_SCHEDULE=args.verify_schedule,

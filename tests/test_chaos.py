@@ -175,6 +175,7 @@ def engine(make_app, private_redis, counting_sandbox, tmp_path):
     env.update(WORKER_SETTINGS, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
                REDIS_URL=private_redis.url, SECRET_KEY="test-secret",
                SHIPGEAR_ENCRYPTION_KEY=app.config["SHIPGEAR_ENCRYPTION_KEY"],
+               SHIPGEAR_SANDBOX_URL=counting_sandbox.url,  # store calls may go to it
                PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
                EXCHANGE_INSTANCE_PATH=str(tmp_path / "instance"))
     workers = Workers(env, tmp_path)

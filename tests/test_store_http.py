@@ -188,6 +188,8 @@ def test_a_name_that_leads_to_this_machine_gets_nothing_unless_allowed(store):
         assert "address localhost leads to 127.0.0.1" in reply.error.message
         assert "nothing was sent" in reply.error.message
         assert "SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS" in reply.error.message
+    literal = http(store.url, addresses=AddressRules()).request(Api.ORDERS, "GET", "/echo-token")
+    assert "address 127.0.0.1 is on this machine" in literal.error.message
     assert HEARD == ["tok-secret"]  # only the unchecked call arrived
     # The configured sandbox, and any address once the operator allows private ones.
     for rules, url in ((AddressRules(sandbox_url=by_name + "/"), by_name),

@@ -284,12 +284,13 @@ class StoreHttp:
         connect, read = self.timeout
         refused = _address_refused(exc)
         if refused is not None:
+            where = (f"The store's address {refused.host} is" if refused.host == refused.ip
+                     else f"The store's address {refused.host} leads to {refused.ip},")
             result = Result(Outcome.NEEDS_FIXING, (
-                f"The store's address {refused.host} leads to {refused.ip}, on this machine or "
-                "a private network; store calls go only to public addresses, so nothing was "
-                "sent. Correct the account's API address (the operator of this installation "
-                "can allow private addresses: SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS)."),
-                latency_ms=latency)
+                f"{where} on this machine or a private network; store calls go only to "
+                "public addresses, so nothing was sent. Correct the account's API address "
+                "(the operator of this installation can allow private addresses: "
+                "SHIPGEAR_ALLOW_PRIVATE_ENDPOINTS)."), latency_ms=latency)
         elif isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):
             result = Result(Outcome.NEEDS_FIXING,
