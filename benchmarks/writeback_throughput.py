@@ -320,6 +320,7 @@ def main() -> int:
     if private is not None:
         args.redis_url = private.url
     connection = redis.Redis.from_url(args.redis_url)
+    prepare_database(args.database_url)  # before the version is asked of it
     pg_version = sa.create_engine(args.database_url.replace("postgresql://",
                                                             "postgresql+psycopg://"))
     print(f"# Write-back throughput, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
@@ -330,7 +331,6 @@ def main() -> int:
     pg_version.dispose()
     print(f"load average before: {os.getloadavg()[0]:.2f}")
 
-    prepare_database(args.database_url)
     connection.flushdb()
     sandbox_port = free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
