@@ -482,6 +482,12 @@ def test_every_column_fits_on_a_laptop_screen(page):
     assert overflow <= 1, f"the grid is {overflow}px wider than its box"
     last = page.get_by_role("columnheader", name="Last attempt")
     assert last.bounding_box()["x"] + last.bounding_box()["width"] <= 1280
+    # And an order id, Amazon's 19 characters too, takes at most two lines (it took
+    # three): rows stay short enough to see several at once.
+    ids = page.locator("#orders-region .sgx-order-cell span")
+    heights = ids.evaluate_all("spans => spans.map(s => s.getBoundingClientRect().height)")
+    assert any(len(text) >= 19 for text in ids.all_inner_texts())
+    assert max(heights) < 2.5 * min(heights), heights
 
 
 def _set_status(app, writeback_id: int, status: str) -> None:
