@@ -111,7 +111,12 @@ def evaluate(stats: callstats.WindowStats, now: dt.datetime, rules: Thresholds) 
                          f"({stats.slow} of {calls} calls) in {window}.", last_run)
     if calls == 0:
         return ApiStatus("none", f"No calls in the last {window}.", last_run)
-    failed = f", {stats.failed} failed" if stats.failed else ", none failed"
+    # A few failures keep it green, but say what the last one was: a store whose syncs
+    # fail now and then should say why before it turns yellow.
+    failed = ", none failed"
+    if stats.failed:
+        why = f"; last failure: {stats.last_error}" if stats.last_error else ""
+        failed = f", {stats.failed} failed{why}"
     return ApiStatus("green", f"{calls} call{'s' if calls != 1 else ''} in {window}{failed}.",
                      last_run)
 

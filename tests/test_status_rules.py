@@ -35,6 +35,8 @@ def stats(calls=0, failed=0, throttled=0, slow=0, ago=30, recent="", error="HTTP
     ("just under 50% is yellow", stats(calls=21, failed=10), "yellow", "10 of 21"),
     ("5% exactly is yellow", stats(calls=20, failed=1), "yellow", "1 of 20 calls failed"),
     ("just under 5% is green", stats(calls=21, failed=1), "green", "21 calls in 15 min, 1 failed"),
+    ("green still names its last failure", stats(calls=21, failed=1), "green",
+     "1 failed; last failure: HTTP 503."),
     ("throttling counts for yellow", stats(calls=20, throttled=1), "yellow",
      "1 of 20 throttled (HTTP 429)"),
     ("throttling is not failure for red", stats(calls=10, throttled=9), "yellow", "throttled"),
@@ -116,7 +118,7 @@ def test_a_jobs_calls_are_counted_together_even_after_redis_lost_its_scripts(app
     batch.flush()
     found = statuses(connection, [7], RULES, NOW)
     assert found[(7, "writeback")].info.startswith("3 calls")
-    assert found[(7, "orders")].info == "1 call in 15 min, 1 failed."
+    assert found[(7, "orders")].info == "1 call in 15 min, 1 failed; last failure: HTTP 503."
     batch.record(call(NOW))
     batch.record(call(NOW))
     real_redis = not app.config["REDIS_URL"].startswith("memory://")
